@@ -1,0 +1,38 @@
+# netqoe: the front door. `make help` lists the targets.
+CARGO ?= cargo
+export CARGO_TERM_COLOR ?= never
+
+.DEFAULT_GOAL := help
+.PHONY: help setup build test lint bench demo demo-down clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+setup: ## install nats-server, PostgreSQL server and schemathesis when missing, then build
+	@bash deploy/scripts/setup.sh
+	$(CARGO) build --workspace --all-targets
+
+build: ## build every crate (debug)
+	$(CARGO) build --workspace --all-targets
+
+lint: ## rustfmt check and clippy with -D warnings
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+test: setup lint ## setup, lint gate, then every unit and integration test (real nats-server and PostgreSQL)
+	$(CARGO) test --workspace --no-fail-fast
+
+bench: ## benchmarks against release builds; one JSON line per figure
+	@bash deploy/scripts/setup.sh
+	$(CARGO) build --release --workspace --bins
+	$(CARGO) run --release -q -p netqoe-bench -- all
+
+demo: ## run the main job on a local stack under ./.netqoe
+	@echo "make demo: not yet available (the demo lands with the diagnoser)"
+
+demo-down: ## stop the local demo stack
+	@echo "make demo-down: not yet available (the demo lands with the diagnoser)"
+
+clean: ## remove build output and the local demo state
+	$(CARGO) clean
+	rm -rf .netqoe

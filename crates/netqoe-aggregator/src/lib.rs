@@ -1,0 +1,213 @@
+//! The netqoe aggregator: consumes `QOE_EVENTS` and maintains `agg_1m` in Postgres with
+//! exactly-once effect (see `store` for the transaction, `window` for the mergeable state).
+
+pub mod cli;
+pub mod consume;
+pub mod dlq;
+pub mod metrics;
+pub mod store;
+pub mod window;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use async_nats::jetstream;
+use axum::{http::StatusCode, routing::get};
+use netqoe_common::metrics_http::PrometheusHandle;
+use sqlx::PgPool;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// Settings of `run`.
+#[derive(Debug, Clone)]
+pub struct RunSettings {
+    pub nats_url: String,
+    pub batch_size: usize,
+    pub fetch_wait: Duration,
+    pub max_backoff: Duration,
+    pub provision: bool,
+    pub provision_options: netqoe_nats::ProvisionOptions,
+    pub seen_retention: Duration,
+    pub agg_retention: Option<Duration>,
+    pub retention_interval: Duration,
+}
+
+impl RunSettings {
+    /// Defaults of the command line for `nats_url`.
+    pub fn new(nats_url: &str) -> RunSettings {
+        RunSettings {
+            nats_url: nats_url.to_string(),
+            batch_size: 2000,
+            fetch_wait: Duration::from_millis(250),
+            max_backoff: Duration::from_secs(5),
+            provision: true,
+            provision_options: Default::default(),
+            seen_retention: Duration::from_secs(7 * 86_400),
+            agg_retention: None,
+            retention_interval: Duration::from_secs(600),
+        }
+    }
+
+    pub fn from_cli(nats_url: &str, a: &cli::RunArgs) -> RunSettings {
+        RunSettings {
+            batch_size: a.batch_size.max(1),
+            fetch_wait: a.fetch_wait,
+            max_backoff: a.max_backoff,
+            provision: !a.no_provision,
+            provision_options: netqoe_nats::ProvisionOptions {
+                events_max_bytes: a.stream_max_bytes,
+                replicas: a.stream_replicas,
+            },
+            seen_retention: a.seen_retention,
+            agg_retention: a.agg_retention,
+            retention_interval: a.retention_interval,
+            ..RunSettings::new(nats_url)
+        }
+    }
+}
+
+/// Creates the database when missing and applies every pending migration; idempotent.
+pub async fn migrate(database_url: &str) -> anyhow::Result<()> {
+    netqoe_db::ensure_database(database_url).await?;
+    let pool = netqoe_db::connect(database_url, &Default::default()).await?;
+    netqoe_db::migrate(&pool)
+        .await
+        .context("failed to migrate the database")?;
+    tracing::info!(
+        migrations = netqoe_db::migration_count(),
+        "database schema is up to date"
+    );
+    pool.close().await;
+    Ok(())
+}
+
+/// Consumes until `shutdown`, finishing the batch in hand. `pool` may point at a database
+/// that is down: the consumer waits for it.
+pub async fn run(
+    settings: RunSettings,
+    pool: PgPool,
+    metrics_listener: Option<(TcpListener, PrometheusHandle)>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    metrics::describe();
+    let client = netqoe_nats::connect(&settings.nats_url, "netqoe-aggregator", false).await?;
+    let js = jetstream::new(client.clone());
+    let ready = Arc::new(AtomicBool::new(false));
+    let background = CancellationToken::new();
+
+    if let Some((listener, handle)) = metrics_listener {
+        let r = ready.clone();
+        let router = netqoe_common::metrics_http::router(handle)
+            .route("/healthz", get(|| async { "ok\n" }))
+            .route(
+                "/readyz",
+                get(move || {
+                    let ready = r.load(Ordering::Relaxed);
+                    async move {
+                        if ready {
+                            (StatusCode::OK, "ready\n")
+                        } else {
+                            (
+                                StatusCode::SERVICE_UNAVAILABLE,
+                                "not ready: NATS or Postgres unavailable\n",
+                            )
+                        }
+                    }
+                }),
+            );
+        let stop = background.clone();
+        tokio::spawn(async move {
+            if let Err(error) = netqoe_common::metrics_http::serve(listener, router, stop).await {
+                tracing::error!(error = %error, "metrics listener failed");
+            }
+        });
+    }
+
+    if settings.provision {
+        let mut attempt = 0;
+        loop {
+            match netqoe_nats::provision(&js, netqoe_nats::Scope::All, &settings.provision_options)
+                .await
+            {
+                Ok(()) => break,
+                Err(error) => {
+                    if attempt == 0 {
+                        tracing::warn!(%error, "cannot provision streams yet; retrying");
+                    }
+                    tokio::select! {
+                        _ = tokio::time::sleep(consume::backoff(attempt, settings.max_backoff)) => {}
+                        _ = shutdown.cancelled() => return Ok(()),
+                    }
+                    attempt += 1;
+                }
+            }
+        }
+    }
+
+    tokio::spawn(watch_pending(js.clone(), background.clone()));
+    tokio::spawn(retention(
+        pool.clone(),
+        settings.clone(),
+        background.clone(),
+    ));
+
+    let consumer = consume::Consumer {
+        js,
+        pool,
+        settings,
+        ready,
+        shutdown,
+    };
+    let result = consumer.run().await;
+    background.cancel();
+    let _ = client.flush().await;
+    tracing::info!("aggregator stopped");
+    result
+}
+
+async fn watch_pending(js: jetstream::Context, stop: CancellationToken) {
+    loop {
+        if let Ok(stream) = js.get_stream(netqoe_nats::EVENTS_STREAM).await {
+            if let Ok(info) = stream.consumer_info(netqoe_nats::AGGREGATOR_CONSUMER).await {
+                ::metrics::gauge!(metrics::PENDING).set(info.num_pending as f64);
+                ::metrics::gauge!(metrics::ACK_PENDING).set(info.num_ack_pending as f64);
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+            _ = stop.cancelled() => return,
+        }
+    }
+}
+
+async fn retention(pool: PgPool, settings: RunSettings, stop: CancellationToken) {
+    loop {
+        let now = chrono::Utc::now();
+        let seen_before = now
+            - chrono::Duration::from_std(settings.seen_retention)
+                .unwrap_or(chrono::Duration::days(7));
+        match store::prune_seen(&pool, seen_before, 10_000).await {
+            Ok(n) => {
+                ::metrics::counter!(metrics::PRUNED, "table" => "events_seen").increment(n);
+                if n > 0 {
+                    tracing::info!(rows = n, "pruned events_seen");
+                }
+            }
+            Err(error) => tracing::warn!(%error, "events_seen retention failed; will retry"),
+        }
+        if let Some(keep) = settings.agg_retention {
+            let before =
+                now - chrono::Duration::from_std(keep).unwrap_or(chrono::Duration::days(365));
+            match store::prune_windows(&pool, before, 10_000).await {
+                Ok(n) => ::metrics::counter!(metrics::PRUNED, "table" => "agg_1m").increment(n),
+                Err(error) => tracing::warn!(%error, "agg_1m retention failed; will retry"),
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(settings.retention_interval) => {}
+            _ = stop.cancelled() => return,
+        }
+    }
+}

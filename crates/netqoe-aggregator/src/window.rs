@@ -1,0 +1,224 @@
+//! Mergeable one-minute window state (pure, no IO): counters, error counts by stage, and a
+//! DDSketch per metric, with the percentiles derived from them.
+//!
+//! A window's state is a commutative monoid: merging the states of any split of its events,
+//! in any order, gives the state of all of them. That is what makes late events, redeliveries
+//! (after dedup) and several aggregator instances safe.
+//!
+//! Encoding of `agg_1m.sketch_state`: postcard (compact, varint-based serde format) of
+//! [`WindowState`] behind a one-byte format version. Empty bytes mean an empty state.
+
+use std::collections::BTreeMap;
+
+use netqoe_model::{ErrorStage, Event};
+use serde::{Deserialize, Serialize};
+use sketches_ddsketch::{Config, DDSketch};
+
+/// Relative accuracy of every sketch. sketches-ddsketch's bins stray slightly past `alpha`,
+/// so 0.5 % keeps the error of reported percentiles under the 1 % promise.
+pub const SKETCH_ALPHA: f64 = 0.005;
+const SKETCH_MAX_BINS: u32 = 4096;
+const SKETCH_MIN_VALUE: f64 = 1e-6;
+const FORMAT_VERSION: u8 = 1;
+
+/// The timing metrics of a window, in `agg_1m` column order.
+pub const TIMINGS: [&str; 5] = ["dns", "tcp", "tls", "ttfb", "total"];
+
+fn sketch() -> DDSketch {
+    DDSketch::new(Config::new(SKETCH_ALPHA, SKETCH_MAX_BINS, SKETCH_MIN_VALUE))
+}
+
+/// Key of an `agg_1m` row.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct WindowKey {
+    pub client_id: String,
+    pub target: String,
+    pub window_start_ms: i64,
+}
+
+impl WindowKey {
+    pub fn of(event: &Event) -> WindowKey {
+        WindowKey {
+            client_id: event.client_id.clone(),
+            target: event.target.clone(),
+            window_start_ms: netqoe_model::window_start_ms(event.ts_ms),
+        }
+    }
+}
+
+/// Everything a window remembers about its events.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct WindowState {
+    pub count_total: u64,
+    pub count_success: u64,
+    /// Errors by stage, in [`ErrorStage::ALL`] order.
+    pub errors: [u64; 6],
+    /// Sketches of dns, tcp, tls, ttfb, total (ms), in [`TIMINGS`] order.
+    pub timings: [DDSketch; 5],
+    pub throughput: DDSketch,
+    pub jitter: DDSketch,
+    pub ping_sent: u64,
+    pub ping_received: u64,
+    /// Newest `recv_ts_ms` merged in.
+    pub last_recv_ms: Option<i64>,
+}
+
+impl std::fmt::Debug for WindowState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WindowState")
+            .field("count_total", &self.count_total)
+            .field("count_success", &self.count_success)
+            .field("errors", &self.errors)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for WindowState {
+    fn default() -> Self {
+        WindowState {
+            count_total: 0,
+            count_success: 0,
+            errors: [0; 6],
+            timings: std::array::from_fn(|_| sketch()),
+            throughput: sketch(),
+            jitter: sketch(),
+            ping_sent: 0,
+            ping_received: 0,
+            last_recv_ms: None,
+        }
+    }
+}
+
+/// Percentiles and extremes of one sketch, NULL (None) when it holds no samples.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Summary {
+    pub count: u64,
+    pub p05: Option<f64>,
+    pub p50: Option<f64>,
+    pub p95: Option<f64>,
+    pub p99: Option<f64>,
+    pub min: Option<f64>,
+    pub max: Option<f64>,
+}
+
+/// Summary of `s`: percentiles by sketches-ddsketch's rank `floor(q * (n - 1))`.
+pub fn summarise(s: &DDSketch) -> Summary {
+    let q = |q: f64| s.quantile(q).ok().flatten();
+    Summary {
+        count: s.count() as u64,
+        p05: q(0.05),
+        p50: q(0.50),
+        p95: q(0.95),
+        p99: q(0.99),
+        min: s.min(),
+        max: s.max(),
+    }
+}
+
+impl WindowState {
+    /// Adds one event. Timings count whatever the event's outcome.
+    pub fn add(&mut self, e: &Event) {
+        self.count_total += 1;
+        match e.error_stage {
+            None => self.count_success += 1,
+            Some(stage) => {
+                let i = ErrorStage::ALL
+                    .iter()
+                    .position(|s| *s == stage)
+                    .unwrap_or(0);
+                self.errors[i] += 1;
+            }
+        }
+        if let Some(t) = &e.timings {
+            let values = [t.dns_ms, t.tcp_ms, t.tls_ms, t.http_ttfb_ms, t.total_ms];
+            for (sketch, v) in self.timings.iter_mut().zip(values) {
+                if let Some(v) = v {
+                    sketch.add(v);
+                }
+            }
+        }
+        if let Some(kbps) = e.throughput_kbps {
+            self.throughput.add(kbps);
+        }
+        if let Some(p) = &e.ping {
+            self.ping_sent += u64::from(p.sent.unwrap_or(0));
+            self.ping_received += u64::from(p.received.unwrap_or(0));
+            if let Some(j) = p.jitter_ms {
+                self.jitter.add(j);
+            }
+        }
+        if let Some(recv) = e.recv_ts_ms {
+            self.last_recv_ms = Some(self.last_recv_ms.map_or(recv, |l| l.max(recv)));
+        }
+    }
+
+    /// Folds `other` into `self`; the result is the state of both sets of events.
+    pub fn merge(&mut self, other: &WindowState) {
+        self.count_total += other.count_total;
+        self.count_success += other.count_success;
+        for (a, b) in self.errors.iter_mut().zip(other.errors) {
+            *a += b;
+        }
+        for (a, b) in self.timings.iter_mut().zip(&other.timings) {
+            merge_sketch(a, b);
+        }
+        merge_sketch(&mut self.throughput, &other.throughput);
+        merge_sketch(&mut self.jitter, &other.jitter);
+        self.ping_sent += other.ping_sent;
+        self.ping_received += other.ping_received;
+        self.last_recv_ms = match (self.last_recv_ms, other.last_recv_ms) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+    }
+
+    pub fn count_error(&self) -> u64 {
+        self.errors.iter().sum()
+    }
+
+    /// Errors of `stage`.
+    pub fn errors_of(&self, stage: ErrorStage) -> u64 {
+        let i = ErrorStage::ALL
+            .iter()
+            .position(|s| *s == stage)
+            .unwrap_or(0);
+        self.errors[i]
+    }
+
+    /// Bytes for `agg_1m.sketch_state`.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = vec![FORMAT_VERSION];
+        out.extend(postcard::to_allocvec(self).expect("window state serialises"));
+        out
+    }
+
+    /// Reads `agg_1m.sketch_state`; empty bytes are an empty state.
+    pub fn decode(bytes: &[u8]) -> Result<WindowState, String> {
+        match bytes.split_first() {
+            None => Ok(WindowState::default()),
+            Some((&FORMAT_VERSION, rest)) => {
+                postcard::from_bytes(rest).map_err(|e| format!("corrupt sketch_state: {e}"))
+            }
+            Some((v, _)) => Err(format!("unknown sketch_state format version {v}")),
+        }
+    }
+}
+
+fn merge_sketch(a: &mut DDSketch, b: &DDSketch) {
+    if b.count() > 0 {
+        // Both sketches share one configuration, the only reason a merge can fail.
+        a.merge(b).expect("sketches share a configuration");
+    }
+}
+
+/// Folds events into one state per window, keys in sorted order (the order rows are locked).
+pub fn group(events: &[Event]) -> BTreeMap<WindowKey, WindowState> {
+    let mut out: BTreeMap<WindowKey, WindowState> = BTreeMap::new();
+    for e in events {
+        out.entry(WindowKey::of(e)).or_default().add(e);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,143 @@
+//! Unit tests of window state: adding, merging, encoding, percentile accuracy.
+
+use netqoe_model::{ErrorStage, Event, PingStats, Timings};
+use proptest::prelude::*;
+
+use super::*;
+
+fn event(client: &str, ts: i64, dns: f64, stage: Option<ErrorStage>) -> Event {
+    let mut e = Event::new(uuid::Uuid::new_v4(), client, ts, "https://t.example/");
+    e.timings = Some(Timings {
+        dns_ms: Some(dns),
+        total_ms: Some(dns * 3.0),
+        ..Default::default()
+    });
+    e.error_stage = stage;
+    e.recv_ts_ms = Some(ts + 10);
+    e
+}
+
+/// Exact percentile with the sketch's rank definition, floor(q * (n - 1)).
+fn exact(sorted: &[f64], q: f64) -> f64 {
+    sorted[(q * (sorted.len() as f64 - 1.0)) as usize]
+}
+
+#[test]
+fn counts_errors_by_stage_and_keeps_timings_of_failures() {
+    let events = [
+        event("c", 60_000, 10.0, None),
+        event("c", 60_001, 20.0, Some(ErrorStage::Tls)),
+        event("c", 119_999, 30.0, Some(ErrorStage::Timeout)),
+    ];
+    let groups = group(&events);
+    assert_eq!(groups.len(), 1);
+    let (key, w) = groups.into_iter().next().unwrap();
+    assert_eq!(key.window_start_ms, 60_000);
+    assert_eq!((w.count_total, w.count_success, w.count_error()), (3, 1, 2));
+    assert_eq!(w.errors_of(ErrorStage::Tls), 1);
+    assert_eq!(w.errors_of(ErrorStage::Timeout), 1);
+    assert_eq!(
+        summarise(&w.timings[0]).count,
+        3,
+        "the DNS time of failed events counts"
+    );
+    assert_eq!(
+        summarise(&w.timings[2]),
+        Summary::default(),
+        "no TLS samples: all NULL"
+    );
+    assert_eq!(w.last_recv_ms, Some(120_009));
+}
+
+#[test]
+fn windows_split_by_client_target_and_minute() {
+    let events = [
+        event("a", 0, 1.0, None),
+        event("a", 60_000, 1.0, None),
+        event("b", 0, 1.0, None),
+    ];
+    let keys: Vec<_> = group(&events)
+        .into_keys()
+        .map(|k| (k.client_id, k.window_start_ms))
+        .collect();
+    assert_eq!(
+        keys,
+        vec![("a".into(), 0), ("a".into(), 60_000), ("b".into(), 0)]
+    );
+}
+
+#[test]
+fn ping_and_throughput_are_summarised() {
+    let mut e = event("c", 0, 1.0, None);
+    e.throughput_kbps = Some(8000.0);
+    e.ping = Some(PingStats {
+        sent: Some(5),
+        received: Some(4),
+        jitter_ms: Some(2.5),
+        ..Default::default()
+    });
+    let w = group(&[e]).into_values().next().unwrap();
+    assert_eq!((w.ping_sent, w.ping_received), (5, 4));
+    let t = summarise(&w.throughput).p50.unwrap();
+    assert!((t - 8000.0).abs() / 8000.0 < 0.01);
+    assert!((summarise(&w.jitter).p50.unwrap() - 2.5).abs() < 0.03);
+}
+
+#[test]
+fn encoding_round_trips_and_empty_bytes_are_empty_state() {
+    let events: Vec<_> = (0..500)
+        .map(|i| event("c", 0, 1.0 + i as f64, None))
+        .collect();
+    let w = group(&events).into_values().next().unwrap();
+    let bytes = w.encode();
+    assert!(
+        bytes.len() < 8 * 1024,
+        "state stays compact: {} bytes",
+        bytes.len()
+    );
+    let back = WindowState::decode(&bytes).unwrap();
+    assert_eq!(summarise(&back.timings[0]), summarise(&w.timings[0]));
+    assert_eq!(back.count_total, 500);
+    assert_eq!(WindowState::decode(&[]).unwrap().count_total, 0);
+    assert!(WindowState::decode(&[9, 1, 2])
+        .unwrap_err()
+        .contains("version 9"));
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn merging_any_split_equals_adding_everything(
+        values in prop::collection::vec(0.01f64..600_000.0, 1..400),
+        split in 0usize..400,
+    ) {
+        let events: Vec<_> = values.iter().map(|v| event("c", 0, *v, None)).collect();
+        let split = split.min(events.len());
+        let all = group(&events).into_values().next().unwrap();
+        let mut left = group(&events[..split]).into_values().next().unwrap_or_default();
+        let right = group(&events[split..]).into_values().next().unwrap_or_default();
+        left.merge(&right);
+        prop_assert_eq!(left.count_total, all.count_total);
+        prop_assert_eq!(summarise(&left.timings[0]), summarise(&all.timings[0]));
+        prop_assert_eq!(summarise(&left.timings[4]), summarise(&all.timings[4]));
+    }
+
+    #[test]
+    fn percentiles_are_within_one_percent_of_exact(
+        values in prop::collection::vec(0.05f64..600_000.0, 1..2000),
+    ) {
+        let events: Vec<_> = values.iter().map(|v| event("c", 0, *v, None)).collect();
+        let w = group(&events).into_values().next().unwrap();
+        let s = summarise(&w.timings[0]);
+        let mut sorted = values.clone();
+        sorted.sort_by(f64::total_cmp);
+        for (q, got) in [(0.5, s.p50), (0.95, s.p95), (0.99, s.p99)] {
+            let want = exact(&sorted, q);
+            let got = got.unwrap();
+            prop_assert!((got - want).abs() <= want * 0.01, "q{}: got {} want {}", q, got, want);
+        }
+        prop_assert_eq!(s.min, Some(sorted[0]));
+        prop_assert_eq!(s.max, Some(*sorted.last().unwrap()));
+    }
+}

@@ -1,0 +1,254 @@
+//! Aggregator throughput from a pre-filled stream, and pipeline freshness under steady load.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use futures::stream::{FuturesUnordered, StreamExt};
+use netqoe_test_support::{NatsServer, PgServer};
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+
+use crate::harness::{report, sample_event, Env};
+use crate::ingest::IngestProcess;
+
+const SERIES_CLIENTS: usize = 200;
+const SERIES_TARGETS: usize = 10;
+const BATCH: usize = 2000;
+
+pub async fn run(env: &Env) -> anyhow::Result<()> {
+    throughput(env).await?;
+    freshness(env).await
+}
+
+struct Stack {
+    _nats: NatsServer,
+    _pg: PgServer,
+    nats_url: String,
+    db_url: String,
+    js: async_nats::jetstream::Context,
+    pool: PgPool,
+}
+
+async fn stack() -> anyhow::Result<Stack> {
+    let nats = NatsServer::start()?;
+    let pg = PgServer::start()?;
+    let db_url = pg.create_database("bench").await?;
+    let pool = netqoe_db::connect(&db_url, &Default::default()).await?;
+    netqoe_db::migrate(&pool).await?;
+    let js =
+        async_nats::jetstream::new(netqoe_nats::connect(&nats.url(), "netqoe-bench", true).await?);
+    netqoe_nats::provision(&js, netqoe_nats::Scope::All, &Default::default()).await?;
+    Ok(Stack {
+        nats_url: nats.url(),
+        _nats: nats,
+        _pg: pg,
+        db_url,
+        js,
+        pool,
+    })
+}
+
+async fn total(pool: &PgPool) -> anyhow::Result<i64> {
+    Ok(
+        sqlx::query_scalar("SELECT COALESCE(SUM(count_total), 0)::bigint FROM agg_1m")
+            .fetch_one(pool)
+            .await?,
+    )
+}
+
+/// Events of 2 000 client x target series spread over the last 60 minutes.
+fn events(n: usize) -> Vec<netqoe_model::Event> {
+    let now = netqoe_model::now_ms();
+    (0..n)
+        .map(|i| {
+            let client = format!("client-{}", i % SERIES_CLIENTS);
+            let target = format!(
+                "https://t{}.example/",
+                (i / SERIES_CLIENTS) % SERIES_TARGETS
+            );
+            let ts = now - 3_600_000 + (i as i64 * 3_600_000 / n as i64);
+            let mut e = sample_event(uuid::Uuid::now_v7(), &client, &target, ts, i as u64 * 7919);
+            e.recv_ts_ms = Some(now);
+            e
+        })
+        .collect()
+}
+
+/// `aggregator_events_per_s`: consume a pre-filled stream into Postgres, with dedup.
+async fn throughput(env: &Env) -> anyhow::Result<()> {
+    let n = env.scaled(1_000_000);
+    let s = stack().await?;
+    let evs = events(n);
+    let mut acks = FuturesUnordered::new();
+    for e in &evs {
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert("Nats-Msg-Id", e.event_id.to_string().as_str());
+        let ack =
+            s.js.publish_with_headers(
+                netqoe_nats::event_subject(&e.client_id),
+                headers,
+                serde_json::to_vec(e)?.into(),
+            )
+            .await?;
+        acks.push(std::future::IntoFuture::into_future(ack));
+        if acks.len() >= crate::raw::PUBLISH_WINDOW {
+            acks.next().await.context("ack")??;
+        }
+    }
+    while let Some(a) = acks.next().await {
+        a?;
+    }
+
+    let mut settings = netqoe_aggregator::RunSettings::new(&s.nats_url);
+    settings.batch_size = BATCH;
+    settings.fetch_wait = Duration::from_millis(100);
+    let pool = netqoe_db::connect(&s.db_url, &Default::default()).await?;
+    let shutdown = CancellationToken::new();
+    let start = Instant::now();
+    let task = tokio::spawn(netqoe_aggregator::run(
+        settings,
+        pool,
+        None,
+        shutdown.clone(),
+    ));
+    // Poll the consumer rather than agg_1m, so the measurement does not load Postgres.
+    let stream = s.js.get_stream(netqoe_nats::EVENTS_STREAM).await?;
+    loop {
+        let info = stream.consumer_info(netqoe_nats::AGGREGATOR_CONSUMER).await?;
+        if info.num_pending == 0 && info.num_ack_pending == 0 && info.delivered.stream_sequence >= n as u64 {
+            break;
+        }
+        if start.elapsed() > Duration::from_secs(1200) {
+            bail!("aggregator did not finish {n} events in 20 minutes");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let rate = n as f64 / start.elapsed().as_secs_f64();
+    shutdown.cancel();
+    task.await??;
+    let counted = total(&s.pool).await?;
+    if counted != n as i64 {
+        bail!("agg_1m counts {counted} events, {n} were sent");
+    }
+
+    let limit = raw_limit(&s.pool, &evs).await?;
+    report("aggregator_events_per_s", rate, "events/s", limit);
+    Ok(())
+}
+
+/// The same event ids inserted into an indexed uuid table plus one row upsert per distinct
+/// window key of each batch, in batches of the same size: what the aggregator cannot beat.
+async fn raw_limit(pool: &PgPool, evs: &[netqoe_model::Event]) -> anyhow::Result<f64> {
+    sqlx::raw_sql(
+        "CREATE TABLE raw_seen (event_id uuid PRIMARY KEY, client_id text NOT NULL, ts_ms bigint NOT NULL); \
+         CREATE TABLE raw_agg (client_id text, target text, window_start_ts timestamptz, n bigint, \
+           PRIMARY KEY (client_id, target, window_start_ts))",
+    )
+    .execute(pool)
+    .await?;
+    let start = Instant::now();
+    for chunk in evs.chunks(BATCH) {
+        let mut tx = pool.begin().await?;
+        let ids: Vec<uuid::Uuid> = chunk.iter().map(|e| e.event_id).collect();
+        let clients: Vec<&str> = chunk.iter().map(|e| e.client_id.as_str()).collect();
+        let ts: Vec<i64> = chunk.iter().map(|e| e.ts_ms).collect();
+        sqlx::query("INSERT INTO raw_seen SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::bigint[]) ON CONFLICT DO NOTHING")
+            .bind(&ids)
+            .bind(&clients)
+            .bind(&ts)
+            .execute(&mut *tx)
+            .await?;
+        let mut keys: std::collections::BTreeMap<(&str, &str, i64), i64> = Default::default();
+        for e in chunk {
+            *keys
+                .entry((
+                    &e.client_id,
+                    &e.target,
+                    netqoe_model::window_start_ms(e.ts_ms),
+                ))
+                .or_default() += 1;
+        }
+        let c: Vec<&str> = keys.keys().map(|k| k.0).collect();
+        let t: Vec<&str> = keys.keys().map(|k| k.1).collect();
+        let w: Vec<f64> = keys.keys().map(|k| k.2 as f64 / 1000.0).collect();
+        let n: Vec<i64> = keys.values().copied().collect();
+        sqlx::query(
+            "INSERT INTO raw_agg SELECT c, t, to_timestamp(w), n FROM UNNEST($1::text[], $2::text[], $3::float8[], $4::bigint[]) AS u(c, t, w, n) \
+             ON CONFLICT (client_id, target, window_start_ts) DO UPDATE SET n = raw_agg.n + excluded.n",
+        )
+        .bind(&c)
+        .bind(&t)
+        .bind(&w)
+        .bind(&n)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+    }
+    Ok(evs.len() as f64 / start.elapsed().as_secs_f64())
+}
+
+/// `pipeline_freshness_p95_s`: ingest under a steady 5 000 events/s; for each moment, the time
+/// until as many events as ingest had acknowledged are counted in agg_1m.
+async fn freshness(env: &Env) -> anyhow::Result<()> {
+    let s = stack().await?;
+    let mut ingest = IngestProcess::start_url(&s.nats_url)?;
+    ingest.wait_ready().await?;
+    let mut settings = netqoe_aggregator::RunSettings::new(&s.nats_url);
+    settings.fetch_wait = Duration::from_millis(100);
+    let pool = netqoe_db::connect(&s.db_url, &Default::default()).await?;
+    let shutdown = CancellationToken::new();
+    let agg = tokio::spawn(netqoe_aggregator::run(
+        settings,
+        pool,
+        None,
+        shutdown.clone(),
+    ));
+
+    let accepted = Arc::new(AtomicU64::new(0));
+    let secs = (20.0 * env.scale).clamp(5.0, 60.0);
+    let cfg = netqoe_loadgen::LoadConfig {
+        rate: Some(5000.0),
+        batch: 50,
+        connections: 8,
+        duration: Some(Duration::from_secs_f64(secs)),
+        ..netqoe_loadgen::LoadConfig::new(&ingest.url)
+    };
+    let load = tokio::spawn(netqoe_loadgen::run(cfg, Some(accepted.clone())));
+    let start = Instant::now();
+    let mut acked: Vec<(f64, u64)> = Vec::new();
+    let mut visible: Vec<(f64, i64)> = Vec::new();
+    loop {
+        let t = start.elapsed().as_secs_f64();
+        acked.push((t, accepted.load(Ordering::Relaxed)));
+        visible.push((t, total(&s.pool).await?));
+        if load.is_finished() && visible.last().map(|v| v.1 as u64) >= acked.last().map(|a| a.1) {
+            break;
+        }
+        if start.elapsed() > Duration::from_secs_f64(secs + 60.0) {
+            bail!("events never became visible");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let report_load = load.await??;
+    shutdown.cancel();
+    agg.await??;
+    let mut lags: Vec<f64> = acked
+        .iter()
+        .filter(|(_, n)| *n > 0)
+        .filter_map(|(t, n)| {
+            visible
+                .iter()
+                .find(|(_, v)| *v as u64 >= *n)
+                .map(|(tv, _)| tv - t)
+        })
+        .collect();
+    lags.sort_by(f64::total_cmp);
+    let p95 = netqoe_loadgen::percentile(&lags, 0.95);
+    if report_load.events_accepted == 0 {
+        bail!("no events accepted: {:?}", report_load.statuses);
+    }
+    report("pipeline_freshness_p95_s", p95, "s", 2.0);
+    Ok(())
+}

@@ -1,0 +1,70 @@
+//! The benchmark line format and helpers shared by the benchmarks.
+
+use serde::Serialize;
+
+/// Settings every benchmark receives.
+pub struct Env {
+    /// Multiplier of the documented event counts (for quick runs).
+    pub scale: f64,
+}
+
+impl Env {
+    pub fn scaled(&self, n: usize) -> usize {
+        ((n as f64) * self.scale).max(1.0) as usize
+    }
+}
+
+/// One reported figure: `value` against the same-run raw `limit`.
+#[derive(Debug, Serialize)]
+pub struct Line {
+    pub bench: String,
+    pub value: f64,
+    pub unit: String,
+    pub limit: f64,
+    pub ratio: f64,
+}
+
+/// Prints a figure measured against `limit` as one JSON line on stdout.
+pub fn report(bench: &str, value: f64, unit: &str, limit: f64) {
+    let ratio = if limit > 0.0 { value / limit } else { 0.0 };
+    let line = Line {
+        bench: bench.to_string(),
+        value: round(value),
+        unit: unit.to_string(),
+        limit: round(limit),
+        ratio: (ratio * 1000.0).round() / 1000.0,
+    };
+    println!(
+        "{}",
+        serde_json::to_string(&line).expect("serialise bench line")
+    );
+}
+
+fn round(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
+}
+
+/// A realistic event body for `client`/`target` at `ts_ms`.
+pub fn sample_event(
+    id: uuid::Uuid,
+    client: &str,
+    target: &str,
+    ts_ms: i64,
+    seed: u64,
+) -> netqoe_model::Event {
+    let mut e = netqoe_model::Event::new(id, client, ts_ms, target);
+    let jitter = (seed % 97) as f64;
+    e.timings = Some(netqoe_model::Timings {
+        dns_ms: Some(5.0 + jitter / 10.0),
+        tcp_ms: Some(12.0 + jitter / 5.0),
+        tls_ms: Some(25.0 + jitter / 3.0),
+        http_ttfb_ms: Some(60.0 + jitter),
+        transfer_ms: Some(8.0 + jitter / 7.0),
+        total_ms: Some(110.0 + jitter * 1.5),
+    });
+    e.http_status = Some(200);
+    e.throughput_kbps = Some(20_000.0 + jitter * 100.0);
+    e.bytes = Some(65_536);
+    e.recv_ts_ms = Some(ts_ms + 5);
+    e
+}

@@ -1,0 +1,279 @@
+//! The HTTP router: events endpoint, health, readiness, and per-request metrics.
+
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use bytes::Bytes;
+use serde::Serialize;
+use serde_json::Value;
+use tower_http::timeout::RequestBodyTimeoutLayer;
+
+use crate::body::{format_of, gunzip_limited, parse, read_limited};
+use crate::error::{ApiError, Detail};
+use crate::limit::Denied;
+use crate::metrics as m;
+use crate::publish::Outgoing;
+use crate::state::AppState;
+
+/// The 202 body.
+#[derive(Debug, Serialize)]
+pub struct Accepted {
+    pub accepted: usize,
+    pub duplicates: usize,
+    pub warnings: Vec<String>,
+}
+
+/// The API router (events, health, readiness) with its layers.
+pub fn app(state: AppState) -> Router {
+    let body_timeout = state.settings.body_timeout;
+    Router::new()
+        .route("/api/v1/events", post(post_events))
+        .route("/events", post(post_events))
+        .merge(health_routes())
+        .layer(RequestBodyTimeoutLayer::new(body_timeout))
+        .layer(middleware::from_fn(track))
+        .with_state(state)
+}
+
+/// `/healthz` and `/readyz`, also served beside `/metrics`.
+pub fn health_routes() -> Router<AppState> {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    if state.shutdown.is_cancelled() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "draining\n").into_response();
+    }
+    if state.is_ready() {
+        (StatusCode::OK, "ready\n").into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: NATS disconnected or stream QOE_EVENTS missing\n",
+        )
+            .into_response()
+    }
+}
+
+/// Counts requests by route and status class, times them, tracks the in-flight gauge.
+async fn track(req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", |p| match p.as_str() {
+            "/api/v1/events" => "/api/v1/events",
+            "/events" => "/events",
+            "/healthz" => "/healthz",
+            "/readyz" => "/readyz",
+            _ => "other",
+        });
+    let start = Instant::now();
+    let in_flight = metrics::gauge!(m::REQUESTS_IN_FLIGHT);
+    in_flight.increment(1.0);
+    let resp = next.run(req).await;
+    in_flight.decrement(1.0);
+    let class = match resp.status().as_u16() {
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        _ => "5xx",
+    };
+    metrics::counter!(m::REQUESTS, "route" => route, "status" => class).increment(1);
+    metrics::histogram!(m::REQUEST_DURATION, "route" => route)
+        .record(start.elapsed().as_secs_f64());
+    resp
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+/// Counts `n` events as not published for `reason` and logs the rejection once.
+fn reject(err: ApiError, reason: &'static str, n: usize) -> ApiError {
+    metrics::counter!(m::EVENTS_REJECTED, "reason" => reason).increment(n as u64);
+    if err.status == StatusCode::TOO_MANY_REQUESTS || err.status == StatusCode::SERVICE_UNAVAILABLE
+    {
+        tracing::debug!(status = err.status.as_u16(), reason, events = n, message = %err.message, "request refused");
+    } else {
+        tracing::info!(status = err.status.as_u16(), reason, events = n, message = %err.message, "request rejected");
+    }
+    err
+}
+
+async fn post_events(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<(StatusCode, Json<Accepted>), ApiError> {
+    let settings = &state.settings;
+    if state.shutdown.is_cancelled() {
+        return Err(reject(
+            ApiError::unavailable(
+                "ingest is shutting down; retry on another instance",
+                Duration::from_secs(1),
+            ),
+            "draining",
+            0,
+        ));
+    }
+    let auth = state.auth();
+    let token = auth
+        .authenticate(bearer(&headers))
+        .map_err(|msg| reject(ApiError::unauthorized(msg), "unauthorized", 0))?;
+    let (format, gzip) = format_of(&headers).map_err(|e| reject(e, "unsupported", 0))?;
+    let raw = read_limited(&headers, body, settings.max_body_bytes)
+        .await
+        .map_err(|e| reject(e, "too_large", 0))?;
+    let text: Bytes = if gzip {
+        gunzip_limited(&raw, settings.max_body_bytes)
+            .map_err(|e| {
+                let reason = if e.status == StatusCode::PAYLOAD_TOO_LARGE {
+                    "too_large"
+                } else {
+                    "invalid"
+                };
+                reject(e, reason, 0)
+            })?
+            .into()
+    } else {
+        raw
+    };
+    let values = parse(&text, format, settings.max_batch).map_err(|e| {
+        let reason = if e.status == StatusCode::PAYLOAD_TOO_LARGE {
+            "too_large"
+        } else {
+            "invalid"
+        };
+        reject(e, reason, 0)
+    })?;
+    let n = values.len();
+    let (events, warnings) = validate_all(&values).map_err(|e| reject(e, "invalid", n))?;
+
+    if let Some(token) = &token {
+        let forbidden: Vec<Detail> = events
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| !token.allows(&e.client_id))
+            .map(|(index, e)| Detail {
+                index,
+                field: "client_id".into(),
+                problem: format!(
+                    "token {:?} may not submit events for client_id {:?}",
+                    token.name, e.client_id
+                ),
+            })
+            .collect();
+        if !forbidden.is_empty() {
+            return Err(reject(
+                ApiError::forbidden(
+                    format!(
+                        "{} of {n} events have a client_id this token is not allowed to submit for",
+                        forbidden.len()
+                    ),
+                    forbidden,
+                ),
+                "forbidden",
+                n,
+            ));
+        }
+    }
+
+    match auth.limiter.check(token.as_deref(), n) {
+        Ok(()) => {}
+        Err(denied) => {
+            metrics::counter!(m::EVENTS_RATE_LIMITED).increment(n as u64);
+            let err = match denied {
+                Denied::Wait(wait) => ApiError::rate_limited(format!("rate limit exceeded: {n} events over this token's rate"), wait),
+                Denied::OverBurst { burst } => ApiError::rate_limited(
+                    format!("a request of {n} events exceeds this token's burst of {burst}: send smaller batches"),
+                    Duration::from_secs(1),
+                ),
+            };
+            return Err(reject(err, "rate_limited", n));
+        }
+    }
+
+    let outgoing: Vec<Outgoing> = events
+        .into_iter()
+        .map(|e| Outgoing {
+            subject: netqoe_nats::event_subject(&e.client_id),
+            msg_id: e.event_id.to_string(),
+            payload: serde_json::to_vec(&e).expect("events serialise").into(),
+        })
+        .collect();
+    let start = Instant::now();
+    let result = state.publisher.publish(outgoing).await;
+    metrics::histogram!(m::PUBLISH_DURATION).record(start.elapsed().as_secs_f64());
+    match result {
+        Ok(outcome) => {
+            metrics::counter!(m::EVENTS_ACCEPTED).increment(outcome.accepted as u64);
+            metrics::counter!(m::EVENTS_DUPLICATE).increment(outcome.duplicates as u64);
+            Ok((
+                StatusCode::ACCEPTED,
+                Json(Accepted {
+                    accepted: outcome.accepted,
+                    duplicates: outcome.duplicates,
+                    warnings,
+                }),
+            ))
+        }
+        Err(e) => {
+            let err = ApiError::unavailable(
+                format!("events not stored: {e}; retry later"),
+                Duration::from_secs(2),
+            );
+            Err(reject(err, e.reason(), n))
+        }
+    }
+}
+
+/// Validates every event against the ingest clock; on any problem, lists all of them.
+fn validate_all(values: &[Value]) -> Result<(Vec<netqoe_model::Event>, Vec<String>), ApiError> {
+    let now = netqoe_model::now_ms();
+    let mut events = Vec::with_capacity(values.len());
+    let mut warnings = Vec::new();
+    let mut details = Vec::new();
+    for (index, value) in values.iter().enumerate() {
+        match netqoe_model::validate_at(value, now) {
+            Ok(mut valid) => {
+                valid.event.recv_ts_ms = Some(now);
+                warnings.extend(
+                    valid
+                        .warnings
+                        .into_iter()
+                        .map(|w| format!("event {index}: {w}")),
+                );
+                events.push(valid.event);
+            }
+            Err(errors) => details.extend(errors.into_iter().map(|e| Detail {
+                index,
+                field: e.field,
+                problem: e.problem,
+            })),
+        }
+    }
+    if details.is_empty() {
+        Ok((events, warnings))
+    } else {
+        let bad: std::collections::BTreeSet<usize> = details.iter().map(|d| d.index).collect();
+        Err(ApiError::invalid_events(
+            format!(
+                "{} of {} events are invalid; nothing from this request was stored",
+                bad.len(),
+                values.len()
+            ),
+            details,
+        ))
+    }
+}

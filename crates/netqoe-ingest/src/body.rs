@@ -1,0 +1,284 @@
+//! Request bodies: content type and encoding, size limits while streaming and after gunzip,
+//! and splitting a body into events (one object, a JSON array, or NDJSON).
+
+use std::io::Read;
+
+use axum::body::Body;
+use axum::http::{header, HeaderMap};
+use bytes::Bytes;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use serde_json::Value;
+
+use crate::error::{ApiError, Detail};
+
+/// How the events are framed in the body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// One JSON object or a JSON array of objects.
+    Json,
+    /// One JSON object per line.
+    Ndjson,
+}
+
+/// Reads `Content-Type` (missing = JSON) and `Content-Encoding` (identity or gzip).
+pub fn format_of(headers: &HeaderMap) -> Result<(Format, bool), ApiError> {
+    let format = match headers.get(header::CONTENT_TYPE) {
+        None => Format::Json,
+        Some(v) => {
+            let v = v.to_str().unwrap_or("");
+            let mime = v
+                .split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase();
+            match mime.as_str() {
+                "application/json" | "" => Format::Json,
+                "application/x-ndjson" | "application/ndjson" => Format::Ndjson,
+                _ => {
+                    return Err(ApiError::unsupported(format!(
+                        "content type {v:?} is not supported: use application/json or application/x-ndjson"
+                    )))
+                }
+            }
+        }
+    };
+    let gzip = match headers.get(header::CONTENT_ENCODING) {
+        None => false,
+        Some(v) => match v
+            .to_str()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase()
+            .as_str()
+        {
+            "" | "identity" => false,
+            "gzip" | "x-gzip" => true,
+            other => {
+                return Err(ApiError::unsupported(format!(
+                    "content encoding {other:?} is not supported: use identity or gzip"
+                )))
+            }
+        },
+    };
+    Ok((format, gzip))
+}
+
+fn too_large(limit: usize) -> ApiError {
+    ApiError::too_large(format!("request body exceeds the limit of {limit} bytes"))
+}
+
+/// Reads the body, failing as soon as more than `limit` bytes have arrived.
+pub async fn read_limited(
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+) -> Result<Bytes, ApiError> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(too_large(limit));
+    }
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err(too_large(limit)),
+        Err(e) => Err(ApiError::timeout(format!(
+            "request body could not be read: {e}"
+        ))),
+    }
+}
+
+/// Inflates a gzip body, failing once the output passes `limit` bytes (bounded memory).
+pub fn gunzip_limited(compressed: &[u8], limit: usize) -> Result<Vec<u8>, ApiError> {
+    let mut out = Vec::with_capacity(compressed.len().saturating_mul(4).min(limit));
+    let mut decoder = flate2::read::MultiGzDecoder::new(compressed).take(limit as u64 + 1);
+    decoder
+        .read_to_end(&mut out)
+        .map_err(|e| ApiError::invalid_json(format!("body is not valid gzip: {e}"), Vec::new()))?;
+    if out.len() > limit {
+        return Err(ApiError::too_large(format!(
+            "decompressed request body exceeds the limit of {limit} bytes"
+        )));
+    }
+    Ok(out)
+}
+
+fn too_many(n: usize, max_batch: usize) -> ApiError {
+    ApiError::too_large(format!(
+        "request holds {n} events, more than the limit of {max_batch} per request"
+    ))
+}
+
+/// Splits a body into its events' JSON values.
+pub fn parse(body: &[u8], format: Format, max_batch: usize) -> Result<Vec<Value>, ApiError> {
+    match format {
+        Format::Json => parse_json(body, max_batch),
+        Format::Ndjson => parse_ndjson(body, max_batch),
+    }
+}
+
+fn parse_json(body: &[u8], max_batch: usize) -> Result<Vec<Value>, ApiError> {
+    let first = body.iter().find(|b| !b.is_ascii_whitespace());
+    let invalid = |e: serde_json::Error| {
+        ApiError::invalid_json(
+            format!("body is not valid JSON: {e}"),
+            vec![Detail {
+                index: 0,
+                field: String::new(),
+                problem: format!("invalid JSON at line {} column {}", e.line(), e.column()),
+            }],
+        )
+    };
+    match first {
+        Some(b'[') => {
+            let events: Vec<Value> = serde_json::from_slice(body).map_err(invalid)?;
+            if events.is_empty() {
+                return Err(ApiError::invalid_events(
+                    "the event array is empty",
+                    Vec::new(),
+                ));
+            }
+            if events.len() > max_batch {
+                return Err(too_many(events.len(), max_batch));
+            }
+            Ok(events)
+        }
+        Some(b'{') => Ok(vec![serde_json::from_slice(body).map_err(invalid)?]),
+        Some(_) => Err(ApiError::invalid_json(
+            "body must be a JSON object (one event) or a JSON array of events",
+            Vec::new(),
+        )),
+        None => Err(ApiError::invalid_json("request body is empty", Vec::new())),
+    }
+}
+
+fn parse_ndjson(body: &[u8], max_batch: usize) -> Result<Vec<Value>, ApiError> {
+    let lines: Vec<&[u8]> = body
+        .split(|b| *b == b'\n')
+        .filter(|l| l.iter().any(|b| !b.is_ascii_whitespace()))
+        .collect();
+    if lines.is_empty() {
+        return Err(ApiError::invalid_json("request body is empty", Vec::new()));
+    }
+    if lines.len() > max_batch {
+        return Err(too_many(lines.len(), max_batch));
+    }
+    let mut events = Vec::with_capacity(lines.len());
+    let mut details = Vec::new();
+    for (index, line) in lines.into_iter().enumerate() {
+        match serde_json::from_slice::<Value>(line) {
+            Ok(v) => events.push(v),
+            Err(e) => details.push(Detail {
+                index,
+                field: String::new(),
+                problem: format!("line is not valid JSON: {e}"),
+            }),
+        }
+    }
+    if !details.is_empty() {
+        return Err(ApiError::invalid_json(
+            format!("{} of the NDJSON lines are not valid JSON", details.len()),
+            details,
+        ));
+    }
+    Ok(events)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::{HeaderValue, StatusCode};
+    use std::io::Write;
+
+    fn headers(ct: Option<&str>, ce: Option<&str>) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        if let Some(ct) = ct {
+            h.insert(header::CONTENT_TYPE, HeaderValue::from_str(ct).unwrap());
+        }
+        if let Some(ce) = ce {
+            h.insert(header::CONTENT_ENCODING, HeaderValue::from_str(ce).unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn content_types_and_encodings() {
+        assert_eq!(
+            format_of(&headers(None, None)).unwrap(),
+            (Format::Json, false)
+        );
+        assert_eq!(
+            format_of(&headers(
+                Some("application/json; charset=utf-8"),
+                Some("gzip")
+            ))
+            .unwrap(),
+            (Format::Json, true)
+        );
+        assert_eq!(
+            format_of(&headers(Some("application/x-ndjson"), None)).unwrap(),
+            (Format::Ndjson, false)
+        );
+        for (ct, ce) in [(Some("text/plain"), None), (None, Some("br"))] {
+            assert_eq!(
+                format_of(&headers(ct, ce)).unwrap_err().status,
+                StatusCode::UNSUPPORTED_MEDIA_TYPE
+            );
+        }
+    }
+
+    #[test]
+    fn splits_objects_arrays_and_ndjson() {
+        assert_eq!(parse(b" {\"a\":1}", Format::Json, 10).unwrap().len(), 1);
+        assert_eq!(parse(b"[{},{},{}]", Format::Json, 10).unwrap().len(), 3);
+        assert_eq!(
+            parse(b"{}\n\n{}\r\n{}\n", Format::Ndjson, 10)
+                .unwrap()
+                .len(),
+            3
+        );
+        assert_eq!(
+            parse(b"[{},{},{}]", Format::Json, 2).unwrap_err().status,
+            StatusCode::PAYLOAD_TOO_LARGE
+        );
+        assert_eq!(
+            parse(b"{}\n{}\n{}", Format::Ndjson, 2).unwrap_err().status,
+            StatusCode::PAYLOAD_TOO_LARGE
+        );
+        let err = parse(b"{}\nnope\n{}\n{", Format::Ndjson, 10).unwrap_err();
+        assert_eq!(err.status, StatusCode::BAD_REQUEST);
+        assert_eq!(
+            err.details.iter().map(|d| d.index).collect::<Vec<_>>(),
+            vec![1, 3]
+        );
+        for bad in [&b""[..], b"   ", b"42", b"[", b"[]"] {
+            assert_eq!(
+                parse(bad, Format::Json, 10).unwrap_err().status,
+                StatusCode::BAD_REQUEST,
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn gunzip_stops_at_the_limit() {
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        enc.write_all(&vec![b' '; 4 << 20]).unwrap();
+        let bomb = enc.finish().unwrap();
+        assert!(bomb.len() < 16 << 10);
+        let err = gunzip_limited(&bomb, 1 << 20).unwrap_err();
+        assert_eq!(err.status, StatusCode::PAYLOAD_TOO_LARGE);
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        enc.write_all(b"{\"a\":1}").unwrap();
+        assert_eq!(
+            gunzip_limited(&enc.finish().unwrap(), 100).unwrap(),
+            b"{\"a\":1}"
+        );
+        assert_eq!(
+            gunzip_limited(b"not gzip", 100).unwrap_err().status,
+            StatusCode::BAD_REQUEST
+        );
+    }
+}

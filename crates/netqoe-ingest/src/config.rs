@@ -1,0 +1,160 @@
+//! Command line (clap, every flag with its `NETQOE_INGEST_*` variable) and runtime settings.
+
+use std::net::SocketAddr;
+use std::num::NonZeroU32;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+use netqoe_common::{LogArgs, NatsArgs};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "netqoe-ingest",
+    version,
+    about = "Authenticated, rate-limited HTTP ingest of netqoe events into NATS JetStream",
+    long_about = "Accepts events on POST /api/v1/events (and /events): one JSON object, a JSON \
+array or NDJSON, optionally gzip-compressed. Each request is validated as a whole and answered \
+202 only after JetStream acknowledged every event. SIGHUP reloads the tokens file and limits; \
+SIGTERM drains in-flight requests and exits."
+)]
+pub struct Cli {
+    /// Address of the events API.
+    #[arg(long, env = "NETQOE_INGEST_LISTEN", default_value = "0.0.0.0:8081")]
+    pub listen: SocketAddr,
+    /// Address of /metrics (also serves /healthz and /readyz).
+    #[arg(
+        long,
+        env = "NETQOE_INGEST_METRICS_LISTEN",
+        default_value = "0.0.0.0:9101"
+    )]
+    pub metrics_listen: SocketAddr,
+    /// TOML file with one [[tokens]] table per bearer token (reloaded on SIGHUP).
+    #[arg(long, env = "NETQOE_INGEST_TOKENS_FILE")]
+    pub tokens_file: Option<PathBuf>,
+    /// Accept requests without a token. Only for labs and load tests.
+    #[arg(long, env = "NETQOE_INGEST_INSECURE_NO_AUTH")]
+    pub insecure_no_auth: bool,
+    /// Default sustained rate per token, in events per second.
+    #[arg(long, env = "NETQOE_INGEST_RATE", default_value_t = NonZeroU32::new(200).unwrap())]
+    pub rate: NonZeroU32,
+    /// Default burst per token, in events.
+    #[arg(long, env = "NETQOE_INGEST_BURST", default_value_t = NonZeroU32::new(400).unwrap())]
+    pub burst: NonZeroU32,
+    /// Largest accepted request body in bytes, before and after gzip decompression.
+    #[arg(long, env = "NETQOE_INGEST_MAX_BODY_BYTES", default_value_t = 1 << 20)]
+    pub max_body_bytes: usize,
+    /// Most events accepted in one request.
+    #[arg(long, env = "NETQOE_INGEST_MAX_BATCH", default_value_t = 1000)]
+    pub max_batch: usize,
+    /// How long to wait for JetStream to acknowledge a request's events.
+    #[arg(long, env = "NETQOE_INGEST_ACK_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub ack_timeout: Duration,
+    /// Time a client has to send the request headers.
+    #[arg(long, env = "NETQOE_INGEST_HEADER_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub header_timeout: Duration,
+    /// Time a client has to send the request body.
+    #[arg(long, env = "NETQOE_INGEST_BODY_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub body_timeout: Duration,
+    /// Longest a SIGTERM drain waits for in-flight requests.
+    #[arg(long, env = "NETQOE_INGEST_SHUTDOWN_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub shutdown_timeout: Duration,
+    /// Do not create or update the QOE_EVENTS stream at start.
+    #[arg(long, env = "NETQOE_INGEST_NO_PROVISION")]
+    pub no_provision: bool,
+    /// max_bytes of QOE_EVENTS when provisioning (default: nats/stream-qoe-events.json).
+    #[arg(long, env = "NETQOE_INGEST_STREAM_MAX_BYTES")]
+    pub stream_max_bytes: Option<i64>,
+    /// Replicas of QOE_EVENTS when provisioning (3 in a cluster).
+    #[arg(long, env = "NETQOE_INGEST_STREAM_REPLICAS")]
+    pub stream_replicas: Option<usize>,
+    #[command(flatten)]
+    pub nats: NatsArgs,
+    #[command(flatten)]
+    pub log: LogArgs,
+}
+
+/// Where tokens come from.
+#[derive(Debug, Clone)]
+pub enum AuthSource {
+    /// A tokens file, reloaded on SIGHUP.
+    File(PathBuf),
+    /// Tokens TOML given directly (tests, embedding).
+    Inline(String),
+    /// No authentication (`--insecure-no-auth`).
+    Disabled,
+}
+
+/// Everything `run` needs besides its listeners.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub nats_url: String,
+    pub auth: AuthSource,
+    pub rate: NonZeroU32,
+    pub burst: NonZeroU32,
+    pub max_body_bytes: usize,
+    pub max_batch: usize,
+    pub ack_timeout: Duration,
+    pub header_timeout: Duration,
+    pub body_timeout: Duration,
+    pub shutdown_timeout: Duration,
+    pub provision: bool,
+    pub provision_options: netqoe_nats::ProvisionOptions,
+    /// How often readiness (NATS connection, stream presence) is re-checked.
+    pub readiness_interval: Duration,
+}
+
+impl Settings {
+    /// Defaults of the command line, for `nats_url`, with authentication disabled.
+    pub fn new(nats_url: &str) -> Settings {
+        Settings {
+            nats_url: nats_url.to_string(),
+            auth: AuthSource::Disabled,
+            rate: NonZeroU32::new(200).unwrap(),
+            burst: NonZeroU32::new(400).unwrap(),
+            max_body_bytes: 1 << 20,
+            max_batch: 1000,
+            ack_timeout: Duration::from_secs(5),
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(30),
+            shutdown_timeout: Duration::from_secs(30),
+            provision: true,
+            provision_options: Default::default(),
+            readiness_interval: Duration::from_secs(1),
+        }
+    }
+
+    /// Settings from the command line; fails when no tokens are configured and auth is on.
+    pub fn from_cli(cli: &Cli) -> Result<Settings, String> {
+        let auth = match (&cli.tokens_file, cli.insecure_no_auth) {
+            (Some(path), _) => AuthSource::File(path.clone()),
+            (None, true) => AuthSource::Disabled,
+            (None, false) => {
+                return Err(
+                    "no tokens configured: pass --tokens-file (NETQOE_INGEST_TOKENS_FILE), or --insecure-no-auth for a lab"
+                        .into(),
+                )
+            }
+        };
+        if cli.max_batch == 0 || cli.max_body_bytes == 0 {
+            return Err("--max-batch and --max-body-bytes must be at least 1".into());
+        }
+        Ok(Settings {
+            auth,
+            rate: cli.rate,
+            burst: cli.burst,
+            max_body_bytes: cli.max_body_bytes,
+            max_batch: cli.max_batch,
+            ack_timeout: cli.ack_timeout,
+            header_timeout: cli.header_timeout,
+            body_timeout: cli.body_timeout,
+            shutdown_timeout: cli.shutdown_timeout,
+            provision: !cli.no_provision,
+            provision_options: netqoe_nats::ProvisionOptions {
+                events_max_bytes: cli.stream_max_bytes,
+                replicas: cli.stream_replicas,
+            },
+            ..Settings::new(&cli.nats.nats_url)
+        })
+    }
+}

@@ -1,0 +1,166 @@
+//! netqoe-ingest: authenticated, rate-limited HTTP ingest of events into NATS JetStream.
+//!
+//! In-process use (tests, embedding), mini-redis style:
+//!
+//! ```no_run
+//! # async fn f() -> anyhow::Result<()> {
+//! use netqoe_ingest::{run, AuthSource, Settings};
+//! let mut settings = Settings::new("nats://127.0.0.1:4222");
+//! settings.auth = AuthSource::Inline("[[tokens]]\ntoken = \"t\"\nclients = [\"*\"]\n".into());
+//! let api = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//! let shutdown = tokio_util::sync::CancellationToken::new();
+//! run(settings, api, None, shutdown).await
+//! # }
+//! ```
+//!
+//! `run` returns after `shutdown` is cancelled and in-flight requests have drained.
+
+pub mod app;
+pub mod auth;
+pub mod body;
+pub mod config;
+pub mod error;
+pub mod limit;
+pub mod metrics;
+pub mod publish;
+pub mod server;
+pub mod state;
+
+use std::time::Duration;
+
+use anyhow::Context;
+use netqoe_common::metrics_http::PrometheusHandle;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub use auth::Tokens;
+pub use config::{AuthSource, Cli, Settings};
+use state::{AppState, Auth};
+
+/// Runs ingest on `api` (and `/metrics`, `/healthz`, `/readyz` on `metrics_listener` when
+/// given, with the handle of the installed recorder) until `shutdown`.
+pub async fn run(
+    settings: Settings,
+    api: TcpListener,
+    metrics_listener: Option<(TcpListener, PrometheusHandle)>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let auth = Auth::load(&settings).context("failed to load tokens")?;
+    if let Some(tokens) = &auth.tokens {
+        tracing::info!(tokens = tokens.len(), "tokens loaded");
+    } else {
+        tracing::warn!("authentication is disabled (--insecure-no-auth): anyone can submit events");
+    }
+    let client = netqoe_nats::connect(&settings.nats_url, "netqoe-ingest", false)
+        .await
+        .context("failed to set up the NATS client")?;
+    let publisher = publish::Publisher::new(client, settings.ack_timeout);
+    let state = AppState::new(settings.clone(), auth, publisher, shutdown.clone());
+    self::metrics::describe();
+
+    let background = CancellationToken::new();
+    tokio::spawn(watch_readiness(state.clone(), background.clone()));
+    tokio::spawn(prune_limiters(state.clone(), background.clone()));
+    tokio::spawn(reload_on_sighup(state.clone(), background.clone()));
+
+    if let Some((listener, handle)) = metrics_listener {
+        let router = netqoe_common::metrics_http::router(handle)
+            .merge(app::health_routes().with_state(state.clone()));
+        let stop = background.clone();
+        tokio::spawn(async move {
+            if let Err(error) = netqoe_common::metrics_http::serve(listener, router, stop).await {
+                tracing::error!(error = %error, "metrics listener failed");
+            }
+        });
+    }
+
+    tracing::info!(addr = %api.local_addr()?, "serving the events API");
+    server::serve(
+        api,
+        app::app(state.clone()),
+        settings.header_timeout,
+        shutdown,
+        settings.shutdown_timeout,
+    )
+    .await;
+    background.cancel();
+    let _ = state.publisher.client().flush().await;
+    tracing::info!("ingest stopped");
+    Ok(())
+}
+
+/// Provisions the stream (when asked) and keeps the readiness flag and gauges current.
+async fn watch_readiness(state: AppState, stop: CancellationToken) {
+    let interval = state.settings.readiness_interval;
+    let mut provisioned = !state.settings.provision;
+    loop {
+        let connected = state.publisher.connected();
+        let mut stream_ok = false;
+        if connected {
+            let js = state.publisher.jetstream();
+            if !provisioned {
+                match netqoe_nats::provision(
+                    js,
+                    netqoe_nats::Scope::Events,
+                    &state.settings.provision_options,
+                )
+                .await
+                {
+                    Ok(()) => {
+                        provisioned = true;
+                        tracing::info!("stream QOE_EVENTS provisioned");
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, "failed to provision QOE_EVENTS; retrying")
+                    }
+                }
+            }
+            let lookup = tokio::time::timeout(
+                Duration::from_secs(2),
+                js.get_stream(netqoe_nats::EVENTS_STREAM),
+            )
+            .await;
+            stream_ok = matches!(lookup, Ok(Ok(_)));
+        }
+        let ready = connected && stream_ok;
+        if ready != state.is_ready() {
+            if ready {
+                tracing::info!("ready: NATS connected and QOE_EVENTS present");
+            } else {
+                tracing::warn!(connected, stream_ok, "not ready");
+            }
+        }
+        state.set_ready(ready);
+        ::metrics::gauge!(self::metrics::NATS_CONNECTED).set(f64::from(u8::from(connected)));
+        ::metrics::gauge!(self::metrics::STREAM_READY).set(f64::from(u8::from(stream_ok)));
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = stop.cancelled() => return,
+        }
+    }
+}
+
+async fn prune_limiters(state: AppState, stop: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(60)) => state.auth().limiter.prune(),
+            _ = stop.cancelled() => return,
+        }
+    }
+}
+
+async fn reload_on_sighup(state: AppState, stop: CancellationToken) {
+    let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+        tracing::warn!("cannot listen for SIGHUP; reload disabled");
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = hup.recv() => match state.reload() {
+                Ok(()) => tracing::info!("tokens and limits reloaded"),
+                Err(error) => tracing::error!(%error, "reload failed; keeping the previous tokens"),
+            },
+            _ = stop.cancelled() => return,
+        }
+    }
+}

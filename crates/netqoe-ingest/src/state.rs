@@ -1,0 +1,116 @@
+//! Shared state of the running service: auth and limits (swappable on SIGHUP), publisher,
+//! readiness and the draining flag.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::{Token, Tokens, TokensError};
+use crate::config::{AuthSource, Settings};
+use crate::limit::Limiter;
+use crate::metrics as m;
+use crate::publish::Publisher;
+
+/// Tokens and the limiters built for them; replaced as a whole on reload.
+pub struct Auth {
+    /// `None` when authentication is disabled.
+    pub tokens: Option<Tokens>,
+    pub limiter: Limiter,
+}
+
+impl Auth {
+    /// Loads the tokens of `settings.auth` and builds their limiters.
+    pub fn load(settings: &Settings) -> Result<Auth, TokensError> {
+        let tokens = match &settings.auth {
+            AuthSource::File(path) => Some(Tokens::load(path)?),
+            AuthSource::Inline(text) => Some(Tokens::from_toml_str(text)?),
+            AuthSource::Disabled => None,
+        };
+        let limiter = Limiter::new(
+            tokens.as_ref().unwrap_or(&Tokens::default()),
+            settings.rate,
+            settings.burst,
+        );
+        Ok(Auth { tokens, limiter })
+    }
+
+    /// Looks a presented token up; `Ok(None)` means auth is disabled.
+    pub fn authenticate(
+        &self,
+        presented: Option<&str>,
+    ) -> Result<Option<Arc<Token>>, &'static str> {
+        let Some(tokens) = &self.tokens else {
+            return Ok(None);
+        };
+        let presented =
+            presented.ok_or("missing bearer token: send Authorization: Bearer <token>")?;
+        tokens
+            .find(presented)
+            .map(Some)
+            .ok_or("unknown bearer token")
+    }
+}
+
+/// Everything the handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    pub settings: Arc<Settings>,
+    auth: Arc<RwLock<Arc<Auth>>>,
+    pub publisher: Publisher,
+    ready: Arc<AtomicBool>,
+    /// Cancelled when the service starts draining.
+    pub shutdown: CancellationToken,
+}
+
+impl AppState {
+    pub fn new(
+        settings: Settings,
+        auth: Auth,
+        publisher: Publisher,
+        shutdown: CancellationToken,
+    ) -> AppState {
+        let state = AppState {
+            settings: Arc::new(settings),
+            auth: Arc::new(RwLock::new(Arc::new(auth))),
+            publisher,
+            ready: Arc::new(AtomicBool::new(false)),
+            shutdown,
+        };
+        state.record_tokens();
+        state
+    }
+
+    pub fn auth(&self) -> Arc<Auth> {
+        self.auth.read().expect("auth lock").clone()
+    }
+
+    /// Re-reads the tokens file and limits; on error the previous set stays active.
+    pub fn reload(&self) -> Result<(), TokensError> {
+        match Auth::load(&self.settings) {
+            Ok(auth) => {
+                *self.auth.write().expect("auth lock") = Arc::new(auth);
+                metrics::counter!(m::RELOADS, "result" => "ok").increment(1);
+                self.record_tokens();
+                Ok(())
+            }
+            Err(e) => {
+                metrics::counter!(m::RELOADS, "result" => "error").increment(1);
+                Err(e)
+            }
+        }
+    }
+
+    fn record_tokens(&self) {
+        let n = self.auth().tokens.as_ref().map_or(0, Tokens::len);
+        metrics::gauge!(m::TOKENS_LOADED).set(n as f64);
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Relaxed)
+    }
+
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::Relaxed);
+    }
+}

@@ -1,0 +1,6 @@
+//! Integration tests of netqoe-ingest against a real nats-server.
+
+mod api;
+mod contract;
+mod failover;
+mod support;

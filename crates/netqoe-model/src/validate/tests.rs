@@ -1,0 +1,226 @@
+//! Table-driven unit tests of the validator rules.
+
+use serde_json::{json, Value};
+
+use super::*;
+
+const NOW: i64 = 1_800_000_000_000;
+
+fn valid() -> Value {
+    json!({
+        "schema_version": "1",
+        "event_id": "0190b5c2-7a1e-7c3a-9b1e-3f6f0e2a1b2c",
+        "client_id": "probe-a1",
+        "ts_ms": NOW - 1000,
+        "target": "https://example.com/health",
+        "timings": {"dns_ms": 12.5, "tcp_ms": 20.0, "tls_ms": 31.0, "http_ttfb_ms": 80.0, "total_ms": 150.0},
+        "http_status": 200
+    })
+}
+
+fn with(field: &str, value: Value) -> Value {
+    let mut v = valid();
+    let mut cur = &mut v;
+    let parts: Vec<&str> = field.split('.').collect();
+    for p in &parts[..parts.len() - 1] {
+        cur = cur.get_mut(*p).expect("parent exists");
+    }
+    cur[parts[parts.len() - 1]] = value;
+    v
+}
+
+fn errors(v: &Value) -> Vec<FieldError> {
+    validate_at(v, NOW).expect_err("event must be rejected")
+}
+
+#[test]
+fn accepts_a_valid_event_and_normalises_it() {
+    let mut v = valid();
+    v["error_stage"] = json!("TLS");
+    v["schema_version"] = json!(1);
+    let ok = validate_at(&v, NOW).expect("valid");
+    assert_eq!(ok.event.error_stage, Some(ErrorStage::Tls));
+    assert_eq!(ok.event.schema_version, "1");
+    assert_eq!(ok.event.probe_kind, ProbeKind::Http);
+    assert!(ok.warnings.is_empty());
+    let out = serde_json::to_value(&ok.event).unwrap();
+    assert_eq!(out["error_stage"], "tls");
+    assert_eq!(out["schema_version"], "1");
+}
+
+#[test]
+fn each_rule_names_its_field() {
+    let cases: Vec<(&str, Value, &str)> = vec![
+        ("schema_version", json!("2"), "schema_version"),
+        ("schema_version", json!("2.0"), "schema_version"),
+        ("schema_version", json!(true), "schema_version"),
+        ("event_id", json!("not-a-uuid"), "event_id"),
+        (
+            "event_id",
+            json!("6ba7b810-9dad-11d1-80b4-00c04fd430c8"),
+            "event_id",
+        ),
+        ("client_id", json!(""), "client_id"),
+        ("client_id", json!("bad id"), "client_id"),
+        ("client_id", json!("x".repeat(129)), "client_id"),
+        ("ts_ms", json!(NOW - 8 * 24 * 3600 * 1000), "ts_ms"),
+        ("ts_ms", json!(NOW + 6 * 60 * 1000), "ts_ms"),
+        ("ts_ms", json!(1.5), "ts_ms"),
+        ("ts_ms", json!("1700000000000"), "ts_ms"),
+        ("target", json!("example.com"), "target"),
+        ("target", json!("https:///nohost"), "target"),
+        ("target", json!("host:99999"), "target"),
+        ("target", json!("a b:80"), "target"),
+        ("target", json!("x".repeat(513)), "target"),
+        ("probe_kind", json!("icmp"), "probe_kind"),
+        ("timings.dns_ms", json!(-1), "timings.dns_ms"),
+        ("timings.dns_ms", json!(600001), "timings.dns_ms"),
+        ("timings.dns_ms", json!("12"), "timings.dns_ms"),
+        ("timings", json!([1, 2]), "timings"),
+        ("throughput_kbps", json!(-0.5), "throughput_kbps"),
+        ("bytes", json!(-1), "bytes"),
+        ("http_status", json!(99), "http_status"),
+        ("http_status", json!(600), "http_status"),
+        ("error_stage", json!("network"), "error_stage"),
+        ("error_message", json!("e".repeat(1025)), "error_message"),
+        (
+            "network_context",
+            json!({"interface_type": "fiber"}),
+            "network_context.interface_type",
+        ),
+        (
+            "network_context",
+            json!({"ip_version": 5}),
+            "network_context.ip_version",
+        ),
+        (
+            "network_context",
+            json!({"local_ip": "300.1.1.1"}),
+            "network_context.local_ip",
+        ),
+        (
+            "network_context",
+            json!({"vpn_enabled": "yes"}),
+            "network_context.vpn_enabled",
+        ),
+        ("ping", json!({"sent": 3, "received": 4}), "ping.received"),
+        ("ping", json!({"jitter_ms": -2}), "ping.jitter_ms"),
+        (
+            "tls",
+            json!({"cert_not_after_ms": "soon"}),
+            "tls.cert_not_after_ms",
+        ),
+    ];
+    for (field, value, expect) in cases {
+        let errs = errors(&with(field, value.clone()));
+        assert!(
+            errs.iter()
+                .any(|e| e.field == expect && !e.problem.is_empty()),
+            "{field}={value}: expected an error on {expect}, got {errs:?}"
+        );
+    }
+}
+
+#[test]
+fn accepts_the_edges_of_each_range() {
+    let cases: Vec<(&str, Value)> = vec![
+        ("schema_version", json!("1.0")),
+        ("schema_version", json!("1")),
+        ("event_id", json!("F47AC10B-58CC-4372-A567-0E02B2C3D479")),
+        ("client_id", json!("a")),
+        ("client_id", json!("edge-7.eu:west_1")),
+        ("ts_ms", json!(NOW - 7 * 24 * 3600 * 1000)),
+        ("ts_ms", json!(NOW + 5 * 60 * 1000)),
+        ("target", json!("10.0.0.1:443")),
+        ("target", json!("[::1]:8443")),
+        ("target", json!("dns.example:53")),
+        ("timings.dns_ms", json!(0)),
+        ("timings.dns_ms", json!(600000)),
+        ("http_status", json!(100)),
+        ("http_status", json!(599)),
+        ("error_stage", Value::Null),
+        ("error_message", json!("e".repeat(1024))),
+    ];
+    for (field, value) in cases {
+        let v = with(field, value.clone());
+        assert!(
+            validate_at(&v, NOW).is_ok(),
+            "{field}={value} should be valid: {:?}",
+            validate_at(&v, NOW).err()
+        );
+    }
+}
+
+#[test]
+fn reports_every_problem_not_only_the_first() {
+    let v = json!({
+        "schema_version": "9",
+        "event_id": 17,
+        "client_id": "bad id",
+        "target": "",
+        "timings": {"dns_ms": -1, "tcp_ms": "x"},
+        "http_status": 1000
+    });
+    let fields: Vec<String> = errors(&v).into_iter().map(|e| e.field).collect();
+    for f in [
+        "schema_version",
+        "event_id",
+        "client_id",
+        "ts_ms",
+        "target",
+        "timings.dns_ms",
+        "timings.tcp_ms",
+        "http_status",
+    ] {
+        assert!(
+            fields.iter().any(|x| x == f),
+            "missing error for {f}: {fields:?}"
+        );
+    }
+}
+
+#[test]
+fn missing_required_fields_are_named() {
+    let errs = errors(&json!({}));
+    let fields: Vec<&str> = errs.iter().map(|e| e.field.as_str()).collect();
+    assert_eq!(
+        fields,
+        ["schema_version", "event_id", "client_id", "ts_ms", "target"]
+    );
+    assert!(errs.iter().all(|e| e.problem == "is required"));
+}
+
+#[test]
+fn non_objects_are_rejected_with_a_clear_problem() {
+    for v in [json!(null), json!(3), json!("event"), json!([])] {
+        let errs = errors(&v);
+        assert_eq!(errs.len(), 1);
+        assert!(
+            errs[0].problem.contains("must be a JSON object"),
+            "{errs:?}"
+        );
+    }
+}
+
+#[test]
+fn unknown_fields_are_ignored_with_a_warning() {
+    let mut v = valid();
+    v["timings"]["dns_msec"] = json!(3);
+    v["colour"] = json!("blue");
+    let ok = validate_at(&v, NOW).expect("valid");
+    assert_eq!(
+        ok.warnings,
+        vec![
+            "unknown field `colour` ignored".to_string(),
+            "unknown field `timings.dns_msec` ignored".to_string()
+        ]
+    );
+}
+
+#[test]
+fn client_sent_recv_ts_is_kept_for_ingest_to_overwrite() {
+    let mut v = valid();
+    v["recv_ts_ms"] = json!(5);
+    let ok = validate_at(&v, NOW).unwrap();
+    assert_eq!(ok.event.recv_ts_ms, Some(5));
+}

@@ -1,0 +1,101 @@
+//! Provisioning against a real nats-server: idempotent, read back, and updates applied.
+
+use std::time::Duration;
+
+use async_nats::jetstream;
+use netqoe_nats::{
+    provision, ProvisionOptions, Scope, AGGREGATOR_CONSUMER, DLQ_STREAM, EVENTS_STREAM,
+};
+use netqoe_test_support::NatsServer;
+
+#[tokio::test]
+async fn provisioning_twice_is_idempotent_and_matches_the_spec() -> anyhow::Result<()> {
+    let nats = NatsServer::start()?;
+    let client = netqoe_nats::connect(&nats.url(), "netqoe-test", true).await?;
+    let js = jetstream::new(client);
+    let opts = ProvisionOptions::default();
+
+    provision(&js, Scope::All, &opts).await?;
+    provision(&js, Scope::All, &opts).await?;
+
+    let mut events = js.get_stream(EVENTS_STREAM).await?;
+    let info = events.info().await?;
+    assert_eq!(info.config.subjects, vec!["qoe.events.>".to_string()]);
+    assert_eq!(info.config.discard, jetstream::stream::DiscardPolicy::New);
+    assert_eq!(info.config.storage, jetstream::stream::StorageType::File);
+    assert_eq!(info.config.max_age, Duration::from_secs(7 * 86_400));
+    assert_eq!(info.config.duplicate_window, Duration::from_secs(120));
+
+    let mut dlq = js.get_stream(DLQ_STREAM).await?;
+    assert_eq!(
+        dlq.info().await?.config.max_age,
+        Duration::from_secs(30 * 86_400)
+    );
+
+    let consumer = events.consumer_info(AGGREGATOR_CONSUMER).await?;
+    assert_eq!(consumer.config.ack_wait, Duration::from_secs(30));
+    assert_eq!(
+        consumer.config.ack_policy,
+        jetstream::consumer::AckPolicy::Explicit
+    );
+    assert_eq!(consumer.config.filter_subject, "qoe.events.>");
+
+    let names: Vec<String> = {
+        use futures::TryStreamExt;
+        js.stream_names().try_collect().await?
+    };
+    assert_eq!(names.len(), 2, "no extra streams: {names:?}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_changed_size_limit_is_applied_on_the_next_start() -> anyhow::Result<()> {
+    let nats = NatsServer::start()?;
+    let js = jetstream::new(netqoe_nats::connect(&nats.url(), "netqoe-test", true).await?);
+    provision(&js, Scope::Events, &ProvisionOptions::default()).await?;
+    let smaller = ProvisionOptions {
+        events_max_bytes: Some(64 << 20),
+        replicas: None,
+    };
+    provision(&js, Scope::Events, &smaller).await?;
+    let info = js
+        .get_stream(EVENTS_STREAM)
+        .await?
+        .info()
+        .await?
+        .config
+        .clone();
+    assert_eq!(info.max_bytes, 64 << 20);
+    assert!(
+        js.get_stream(DLQ_STREAM).await.is_err(),
+        "ingest scope must not create the DLQ"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn deduplicates_by_msg_id_within_the_window() -> anyhow::Result<()> {
+    let nats = NatsServer::start()?;
+    let js = jetstream::new(netqoe_nats::connect(&nats.url(), "netqoe-test", true).await?);
+    provision(&js, Scope::Events, &ProvisionOptions::default()).await?;
+    let mut duplicates = 0;
+    for _ in 0..2 {
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert("Nats-Msg-Id", "0190b5c2-7a1e-7c3a-9b1e-3f6f0e2a1b2c");
+        let ack = js
+            .publish_with_headers(netqoe_nats::event_subject("probe-a1"), headers, "{}".into())
+            .await?
+            .await?;
+        duplicates += usize::from(ack.duplicate);
+    }
+    assert_eq!(duplicates, 1);
+    let info = js
+        .get_stream(EVENTS_STREAM)
+        .await?
+        .info()
+        .await?
+        .state
+        .messages;
+    assert_eq!(info, 1);
+    Ok(())
+}

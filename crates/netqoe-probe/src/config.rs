@@ -1,0 +1,362 @@
+//! Probe configuration file (TOML): parsing, defaults and validation with line numbers.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Default measurement interval when neither the file nor the target sets one.
+pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(30);
+/// Default per-target timeout.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default spool directory.
+pub const DEFAULT_SPOOL_DIR: &str = "/var/lib/netqoe/spool";
+
+/// A configuration error; the message names the line and key when known.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    ingest_url: Option<String>,
+    token: Option<String>,
+    token_file: Option<PathBuf>,
+    client_id: Option<String>,
+    interval: Option<toml::Spanned<String>>,
+    timeout: Option<toml::Spanned<String>>,
+    spool_dir: Option<PathBuf>,
+    #[serde(default)]
+    targets: Vec<toml::Spanned<RawTarget>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTarget {
+    url: Option<String>,
+    host: Option<String>,
+    port: Option<u16>,
+    kind: Option<toml::Spanned<String>>,
+    interval: Option<toml::Spanned<String>>,
+    timeout: Option<toml::Spanned<String>>,
+    method: Option<String>,
+    #[serde(default)]
+    headers: std::collections::BTreeMap<String, String>,
+    expect_status: Option<u16>,
+    throughput_url: Option<String>,
+    ip_version: Option<toml::Spanned<toml::Value>>,
+    resolver: Option<toml::Spanned<String>>,
+    ca_file: Option<PathBuf>,
+    #[serde(default)]
+    insecure_skip_verify: bool,
+    count: Option<u32>,
+}
+
+/// What a target measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Http,
+    Tcp,
+    Dns,
+    Ping,
+}
+
+/// Which address families a target resolves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IpVersion {
+    V4,
+    V6,
+    Both,
+}
+
+/// One target, with file-level defaults applied.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// The target string reported in events (the url, or host:port).
+    pub name: String,
+    pub kind: Kind,
+    pub scheme: String,
+    pub host: String,
+    pub port: u16,
+    pub path: String,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub method: String,
+    pub headers: Vec<(String, String)>,
+    pub expect_status: Option<u16>,
+    pub throughput_url: Option<String>,
+    pub ip_version: IpVersion,
+    pub resolver: Option<std::net::SocketAddr>,
+    pub ca_file: Option<PathBuf>,
+    pub insecure_skip_verify: bool,
+    pub count: u32,
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub ingest_url: Option<String>,
+    pub token: Option<String>,
+    pub client_id: Option<String>,
+    pub spool_dir: PathBuf,
+    pub targets: Vec<Target>,
+}
+
+fn line_of(src: &str, offset: usize) -> usize {
+    src[..offset.min(src.len())].matches('\n').count() + 1
+}
+
+fn duration(src: &str, key: &str, v: &toml::Spanned<String>) -> Result<Duration, ConfigError> {
+    humantime::parse_duration(v.get_ref()).map_err(|e| {
+        ConfigError(format!(
+            "line {}: key `{key}`: {:?} is not a duration with a unit like \"500ms\" or \"30s\" ({e})",
+            line_of(src, v.span().start),
+            v.get_ref()
+        ))
+    })
+}
+
+/// Reads and validates a configuration file.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let src = std::fs::read_to_string(path)
+        .map_err(|e| ConfigError(format!("cannot read {}: {e}", path.display())))?;
+    parse(&src)
+}
+
+/// Parses and validates configuration text.
+pub fn parse(src: &str) -> Result<Config, ConfigError> {
+    let raw: RawConfig = toml::from_str(src).map_err(|e| {
+        let line = e.span().map(|s| line_of(src, s.start));
+        match line {
+            Some(l) => ConfigError(format!("line {l}: {}", e.message())),
+            None => ConfigError(e.message().to_string()),
+        }
+    })?;
+    let interval = match &raw.interval {
+        Some(v) => duration(src, "interval", v)?,
+        None => DEFAULT_INTERVAL,
+    };
+    let timeout = match &raw.timeout {
+        Some(v) => duration(src, "timeout", v)?,
+        None => DEFAULT_TIMEOUT,
+    };
+    let token = match (&raw.token, &raw.token_file) {
+        (Some(t), _) => Some(t.clone()),
+        (None, Some(f)) => Some(
+            std::fs::read_to_string(f)
+                .map_err(|e| {
+                    ConfigError(format!(
+                        "key `token_file`: cannot read {}: {e}",
+                        f.display()
+                    ))
+                })?
+                .trim()
+                .to_string(),
+        ),
+        (None, None) => None,
+    };
+    let mut targets = Vec::new();
+    for t in &raw.targets {
+        let line = line_of(src, t.span().start);
+        targets.extend(target(src, line, t.get_ref(), interval, timeout)?);
+    }
+    if targets.is_empty() {
+        return Err(ConfigError(
+            "key `targets`: at least one [[targets]] table is required".into(),
+        ));
+    }
+    Ok(Config {
+        ingest_url: raw.ingest_url,
+        token,
+        client_id: raw.client_id,
+        spool_dir: raw
+            .spool_dir
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_SPOOL_DIR)),
+        targets,
+    })
+}
+
+fn target(
+    src: &str,
+    line: usize,
+    t: &RawTarget,
+    interval: Duration,
+    timeout: Duration,
+) -> Result<Vec<Target>, ConfigError> {
+    let err =
+        |key: &str, msg: String| ConfigError(format!("line {line}: target key `{key}`: {msg}"));
+    let kind = match t.kind.as_ref().map(|k| k.get_ref().as_str()) {
+        None | Some("http") => Kind::Http,
+        Some("tcp") => Kind::Tcp,
+        Some("dns") => Kind::Dns,
+        Some("ping") => Kind::Ping,
+        Some(other) => {
+            return Err(err(
+                "kind",
+                format!("{other:?} is not one of http, tcp, dns, ping"),
+            ))
+        }
+    };
+    let (name, scheme, host, port, path) = if let Some(url) = &t.url {
+        let uri: http::Uri = url
+            .parse()
+            .map_err(|e| err("url", format!("{url:?} is not a valid URL ({e})")))?;
+        let scheme = uri.scheme_str().unwrap_or("http").to_string();
+        if scheme != "http" && scheme != "https" {
+            return Err(err(
+                "url",
+                format!("scheme {scheme:?} must be http or https"),
+            ));
+        }
+        let host = uri
+            .host()
+            .ok_or_else(|| err("url", format!("{url:?} has no host")))?
+            .trim_matches(|c| c == '[' || c == ']')
+            .to_string();
+        let port = uri
+            .port_u16()
+            .unwrap_or(if scheme == "https" { 443 } else { 80 });
+        let path = uri
+            .path_and_query()
+            .map(|p| p.as_str().to_string())
+            .unwrap_or("/".into());
+        (url.clone(), scheme, host, port, path)
+    } else if let Some(host) = &t.host {
+        let port = match (t.port, kind) {
+            (Some(p), _) => p,
+            (None, Kind::Dns) => 53,
+            (None, _) => return Err(err("port", "required with `host` for this kind".into())),
+        };
+        let name = if kind == Kind::Dns {
+            host.clone()
+        } else {
+            format!("{host}:{port}")
+        };
+        (name, "tcp".into(), host.clone(), port, "/".into())
+    } else {
+        return Err(err("url", "every target needs `url` or `host`".into()));
+    };
+    if kind == Kind::Http && t.url.is_none() {
+        return Err(err("url", "kind http needs a `url`".into()));
+    }
+    let ip_version = match t.ip_version.as_ref().map(|v| v.get_ref()) {
+        None => IpVersion::V4,
+        Some(toml::Value::Integer(4)) => IpVersion::V4,
+        Some(toml::Value::Integer(6)) => IpVersion::V6,
+        Some(toml::Value::String(s)) if s == "both" => IpVersion::Both,
+        Some(toml::Value::String(s)) if s == "4" => IpVersion::V4,
+        Some(toml::Value::String(s)) if s == "6" => IpVersion::V6,
+        Some(v) => return Err(err("ip_version", format!("{v} must be 4, 6 or \"both\""))),
+    };
+    let resolver = match &t.resolver {
+        None => None,
+        Some(r) => Some(r.get_ref().parse().map_err(|_| {
+            ConfigError(format!(
+                "line {}: target key `resolver`: {:?} must be \"ip:port\"",
+                line_of(src, r.span().start),
+                r.get_ref()
+            ))
+        })?),
+    };
+    if let Some(ca) = &t.ca_file {
+        if !ca.exists() {
+            return Err(err("ca_file", format!("{} does not exist", ca.display())));
+        }
+    }
+    if let Some(s) = t.expect_status {
+        if !(100..=599).contains(&s) {
+            return Err(err(
+                "expect_status",
+                format!("{s} is not an HTTP status (100-599)"),
+            ));
+        }
+    }
+    let base = Target {
+        name,
+        kind,
+        scheme,
+        host,
+        port,
+        path,
+        interval: match &t.interval {
+            Some(v) => duration(src, "interval", v)?,
+            None => interval,
+        },
+        timeout: match &t.timeout {
+            Some(v) => duration(src, "timeout", v)?,
+            None => timeout,
+        },
+        method: t
+            .method
+            .clone()
+            .unwrap_or_else(|| "GET".into())
+            .to_uppercase(),
+        headers: t
+            .headers
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+        expect_status: t.expect_status,
+        throughput_url: t.throughput_url.clone(),
+        ip_version,
+        resolver,
+        ca_file: t.ca_file.clone(),
+        insecure_skip_verify: t.insecure_skip_verify,
+        count: t.count.unwrap_or(5).max(1),
+    };
+    if base.interval.is_zero() {
+        return Err(err("interval", "must be greater than zero".into()));
+    }
+    Ok(match ip_version {
+        IpVersion::Both => vec![
+            Target {
+                ip_version: IpVersion::V4,
+                ..base.clone()
+            },
+            Target {
+                ip_version: IpVersion::V6,
+                ..base
+            },
+        ],
+        _ => vec![base],
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_targets_with_defaults() {
+        let c = parse(
+            "interval = \"5s\"\n[[targets]]\nurl = \"https://example.com:8443/x\"\n\n[[targets]]\nhost = \"a\"\nport = 22\nkind = \"tcp\"\ntimeout = \"500ms\"\nip_version = \"both\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.targets.len(), 3);
+        assert_eq!(c.targets[0].port, 8443);
+        assert_eq!(c.targets[0].path, "/x");
+        assert_eq!(c.targets[0].interval, Duration::from_secs(5));
+        assert_eq!(c.targets[1].timeout, Duration::from_millis(500));
+        assert_eq!(c.targets[1].ip_version, IpVersion::V4);
+        assert_eq!(c.targets[2].ip_version, IpVersion::V6);
+    }
+
+    #[test]
+    fn bad_duration_names_line_and_key() {
+        let e = parse("[[targets]]\nurl = \"http://a/\"\ninterval = \"5\"\n").unwrap_err();
+        assert!(e.0.contains("line 3") && e.0.contains("`interval`"), "{e}");
+    }
+
+    #[test]
+    fn unknown_key_names_line() {
+        let e = parse("[[targets]]\nurl = \"http://a/\"\nbogus = 1\n").unwrap_err();
+        assert!(e.0.contains("line 3") && e.0.contains("bogus"), "{e}");
+    }
+
+    #[test]
+    fn bad_kind_is_rejected() {
+        let e = parse("[[targets]]\nurl = \"http://a/\"\nkind = \"icmp\"\n").unwrap_err();
+        assert!(e.0.contains("`kind`"), "{e}");
+    }
+}

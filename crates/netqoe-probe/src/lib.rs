@@ -1,0 +1,92 @@
+//! netqoe-probe: measures network quality of experience per target and spools events for shipping.
+
+pub mod cert;
+pub mod client_id;
+pub mod config;
+pub mod measure;
+pub mod netctx;
+pub mod spool;
+pub mod tls;
+
+pub use config::{Config, Target};
+pub use measure::measure;
+
+/// Measures every target once, concurrently, returning events in target order.
+pub async fn measure_once(config: &Config, client_id: &str) -> Vec<netqoe_model::Event> {
+    let futures = config.targets.iter().map(|t| measure(t, client_id));
+    futures::future::join_all(futures).await
+}
+
+pub mod ship;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+/// Spool segment size before rolling to a new file.
+pub const SEGMENT_BYTES: u64 = 1 << 20;
+/// Spool bound; the oldest segments are dropped (and counted) beyond it.
+pub const SPOOL_MAX_BYTES: u64 = 64 << 20;
+/// Measurements running at once across all targets.
+pub const MAX_CONCURRENT: usize = 16;
+
+/// Measures every target at its own fixed rate (random start offset, no drift, bounded
+/// concurrency), spools each event durably and ships the spool until `shutdown`.
+pub async fn run(
+    config: Config,
+    client_id: String,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let url = config
+        .ingest_url
+        .clone()
+        .ok_or_else(|| anyhow::anyhow!("key `ingest_url` is required unless --once"))?;
+    let token = config
+        .token
+        .clone()
+        .ok_or_else(|| anyhow::anyhow!("key `token` or `token_file` is required unless --once"))?;
+    let spool = Arc::new(Mutex::new(spool::Spool::open(
+        &config.spool_dir,
+        SEGMENT_BYTES,
+        SPOOL_MAX_BYTES,
+    )?));
+    let notify = Arc::new(tokio::sync::Notify::new());
+    let permits = Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT));
+    let mut tasks = tokio::task::JoinSet::new();
+    for target in config.targets {
+        let (spool, notify, permits, shutdown, client_id) = (
+            spool.clone(),
+            notify.clone(),
+            permits.clone(),
+            shutdown.clone(),
+            client_id.clone(),
+        );
+        tasks.spawn(async move {
+            let offset = target.interval.mul_f64(rand::random::<f64>());
+            let mut tick =
+                tokio::time::interval_at(tokio::time::Instant::now() + offset, target.interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = shutdown.cancelled() => return,
+                }
+                let Ok(_permit) = permits.acquire().await else {
+                    return;
+                };
+                let ev = measure(&target, &client_id).await;
+                let line = serde_json::to_vec(&ev).expect("event serialises");
+                if let Err(e) = spool.lock().unwrap().append(&[line]) {
+                    tracing::error!(error = %e, target = %target.name, "cannot spool event");
+                }
+                notify.notify_one();
+            }
+        });
+    }
+    let shipper = tokio::spawn(ship::run(spool, url, token, notify, shutdown.clone()));
+    shutdown.cancelled().await;
+    while tasks.join_next().await.is_some() {}
+    let _ = tokio::time::timeout(Duration::from_secs(5), shipper).await;
+    Ok(())
+}

@@ -1,0 +1,97 @@
+//! netqoe-probe binary: parses flags and runs the probe.
+
+use std::path::PathBuf;
+
+use clap::Parser;
+use netqoe_common::exit;
+
+/// Measures DNS, TCP, TLS and HTTP quality of configured targets.
+#[derive(Parser, Debug)]
+#[command(name = "netqoe-probe", version, about)]
+struct Args {
+    /// Configuration file (TOML).
+    #[arg(
+        long,
+        env = "NETQOE_PROBE_CONFIG",
+        default_value = "/etc/netqoe/probe.toml"
+    )]
+    config: PathBuf,
+    /// Client id; overrides NETQOE_PROBE_CLIENT_ID, the config and the state file.
+    #[arg(long, env = "NETQOE_PROBE_CLIENT_ID_FLAG")]
+    client_id: Option<String>,
+    /// Directory holding the generated client_id.
+    #[arg(
+        long,
+        env = "NETQOE_PROBE_STATE_DIR",
+        default_value = "/var/lib/netqoe"
+    )]
+    state_dir: PathBuf,
+    /// Measure every target once, print events and exit without sending.
+    #[arg(long, env = "NETQOE_PROBE_ONCE")]
+    once: bool,
+    /// Output format for --once.
+    #[arg(long, env = "NETQOE_PROBE_OUTPUT", default_value = "json", value_parser = ["json"])]
+    output: String,
+    #[command(flatten)]
+    log: netqoe_common::LogArgs,
+}
+
+fn main() {
+    let args = Args::parse();
+    netqoe_common::logging::init(args.log.log_format);
+    let config = match netqoe_probe::config::load(&args.config) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, config = %args.config.display(), "invalid configuration");
+            std::process::exit(exit::CONFIG as i32);
+        }
+    };
+    let flag = args.client_id.clone().or(config.client_id.clone());
+    let client_id = match netqoe_probe::client_id::resolve(flag.as_deref(), &args.state_dir) {
+        Ok(id) => id,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot resolve client_id");
+            std::process::exit(exit::CONFIG as i32);
+        }
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    if args.once {
+        let events = rt.block_on(netqoe_probe::measure_once(&config, &client_id));
+        for ev in events {
+            println!("{}", serde_json::to_string(&ev).expect("event serialises"));
+        }
+        std::process::exit(exit::OK as i32);
+    }
+    let path = args.config.clone();
+    let result: anyhow::Result<()> = rt.block_on(async move {
+        let shutdown = netqoe_common::shutdown_token();
+        let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+        let mut cfg = config;
+        loop {
+            let round = shutdown.child_token();
+            let mut task = tokio::spawn(netqoe_probe::run(cfg.clone(), client_id.clone(), round.clone()));
+            tokio::select! {
+                _ = hup.recv() => {
+                    round.cancel();
+                    let _ = task.await;
+                    match netqoe_probe::config::load(&path) {
+                        Ok(c) => { tracing::info!("configuration reloaded"); cfg = c; }
+                        Err(e) => tracing::error!(error = %e, "reload failed; keeping the previous configuration"),
+                    }
+                }
+                r = &mut task => return r?,
+            }
+        }
+    });
+    match result {
+        Ok(()) => std::process::exit(exit::OK as i32),
+        Err(e) => {
+            tracing::error!(error = %e, "probe failed");
+            std::process::exit(exit::CONFIG as i32);
+        }
+    }
+}

@@ -1,0 +1,345 @@
+//! Measurement engine: DNS, TCP, TLS and HTTP phases timed on one connection per measurement.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper_util::rt::TokioIo;
+use netqoe_model::{ErrorStage, Event, NetworkContext, PingStats, ProbeKind, Timings, TlsInfo};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+
+use crate::config::{IpVersion, Kind, Target};
+
+/// A failed phase: the stage and a message.
+struct Fail(ErrorStage, String);
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// Measures one target once and returns its event (a failure is still an event).
+pub async fn measure(target: &Target, client_id: &str) -> Event {
+    let mut ev = Event::new(
+        uuid::Uuid::now_v7(),
+        client_id,
+        netqoe_model::now_ms(),
+        &target.name,
+    );
+    ev.probe_kind = match target.kind {
+        Kind::Http => ProbeKind::Http,
+        Kind::Tcp => ProbeKind::Tcp,
+        Kind::Dns => ProbeKind::Dns,
+        Kind::Ping => ProbeKind::Ping,
+    };
+    let mut ctx = NetworkContext {
+        ip_version: Some(if target.ip_version == IpVersion::V6 {
+            6
+        } else {
+            4
+        }),
+        resolver: Some(
+            target
+                .resolver
+                .map(|r| r.to_string())
+                .unwrap_or_else(|| "system".into()),
+        ),
+        ..Default::default()
+    };
+    let mut timings = Timings::default();
+    let start = Instant::now();
+    let res = tokio::time::timeout(
+        target.timeout,
+        run_phases(target, &mut ev, &mut timings, &mut ctx),
+    )
+    .await;
+    match res {
+        Ok(Ok(())) => {}
+        Ok(Err(Fail(stage, msg))) => {
+            ev.error_stage = Some(stage);
+            ev.error_message = Some(msg);
+        }
+        Err(_) => {
+            ev.error_stage = Some(ErrorStage::Timeout);
+            ev.error_message = Some(format!("no result within {:?}", target.timeout));
+        }
+    }
+    timings.total_ms = Some(ms(start.elapsed()));
+    if let Some(local) = ctx
+        .local_ip
+        .as_deref()
+        .and_then(|s| s.parse::<IpAddr>().ok())
+    {
+        let (itype, vpn) = crate::netctx::interface_for(local);
+        ctx.interface_type = Some(itype);
+        ctx.vpn_enabled = Some(vpn);
+    }
+    ev.timings = Some(timings);
+    ev.network_context = Some(ctx);
+    ev
+}
+
+async fn run_phases(
+    t: &Target,
+    ev: &mut Event,
+    timings: &mut Timings,
+    ctx: &mut NetworkContext,
+) -> Result<(), Fail> {
+    let t0 = Instant::now();
+    let ip = resolve(t, &t.host).await?;
+    if t.host.parse::<IpAddr>().is_err() {
+        timings.dns_ms = Some(ms(t0.elapsed()));
+    }
+    ctx.remote_ip = Some(ip.to_string());
+    if t.kind == Kind::Dns {
+        return Ok(());
+    }
+    let addr = SocketAddr::new(ip, t.port);
+    if t.kind == Kind::Ping {
+        ev.ping = Some(ping(addr, t.count, ctx).await);
+        if ev.ping.as_ref().and_then(|p| p.received) == Some(0) {
+            return Err(Fail(
+                ErrorStage::Tcp,
+                format!("no connect to {addr} succeeded"),
+            ));
+        }
+        return Ok(());
+    }
+    let t1 = Instant::now();
+    let tcp = TcpStream::connect(addr)
+        .await
+        .map_err(|e| Fail(ErrorStage::Tcp, format!("connect {addr}: {e}")))?;
+    timings.tcp_ms = Some(ms(t1.elapsed()));
+    ctx.local_ip = tcp.local_addr().ok().map(|a| a.ip().to_string());
+    let _ = tcp.set_nodelay(true);
+    if t.kind == Kind::Tcp {
+        return Ok(());
+    }
+    if t.scheme == "https" {
+        let t2 = Instant::now();
+        let tls = tls_connect(t, tcp).await?;
+        timings.tls_ms = Some(ms(t2.elapsed()));
+        let (_, conn) = tls.get_ref();
+        ev.tls = Some(TlsInfo {
+            version: conn
+                .protocol_version()
+                .and_then(|v| v.as_str())
+                .map(str::to_string),
+            cert_not_after_ms: conn
+                .peer_certificates()
+                .and_then(|c| c.first())
+                .and_then(|c| crate::cert::not_after_ms(c.as_ref())),
+        });
+        http_exchange(t, tls, ev, timings).await
+    } else {
+        http_exchange(t, tcp, ev, timings).await
+    }
+}
+
+/// Resolves a host with a fresh, cache-less resolver (an IP literal is returned as is).
+async fn resolve(t: &Target, host: &str) -> Result<IpAddr, Fail> {
+    use hickory_resolver::config::{NameServerConfigGroup, ResolverConfig, ResolverOpts};
+    use hickory_resolver::name_server::TokioConnectionProvider;
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        return Ok(ip);
+    }
+    let dns_err = |e: String| Fail(ErrorStage::Dns, format!("resolve {host}: {e}"));
+    let mut opts = ResolverOpts::default();
+    opts.cache_size = 0;
+    opts.attempts = 1;
+    opts.timeout = t.timeout;
+    let builder = match t.resolver {
+        Some(server) => {
+            let group = NameServerConfigGroup::from_ips_clear(&[server.ip()], server.port(), true);
+            hickory_resolver::Resolver::builder_with_config(
+                ResolverConfig::from_parts(None, vec![], group),
+                TokioConnectionProvider::default(),
+            )
+        }
+        None => hickory_resolver::Resolver::builder_tokio().map_err(|e| dns_err(e.to_string()))?,
+    };
+    let resolver = builder.with_options(opts).build();
+    let name = if host.ends_with('.') {
+        host.to_string()
+    } else {
+        format!("{host}.")
+    };
+    let ip = match t.ip_version {
+        IpVersion::V6 => resolver
+            .ipv6_lookup(name)
+            .await
+            .map_err(|e| dns_err(e.to_string()))?
+            .iter()
+            .next()
+            .map(|a| IpAddr::V6(a.0)),
+        _ => resolver
+            .ipv4_lookup(name)
+            .await
+            .map_err(|e| dns_err(e.to_string()))?
+            .iter()
+            .next()
+            .map(|a| IpAddr::V4(a.0)),
+    };
+    ip.ok_or_else(|| dns_err("no address records".into()))
+}
+
+async fn ping(addr: SocketAddr, count: u32, ctx: &mut NetworkContext) -> PingStats {
+    let mut rtts = Vec::new();
+    for i in 0..count {
+        if i > 0 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let t = Instant::now();
+        if let Ok(s) = TcpStream::connect(addr).await {
+            rtts.push(ms(t.elapsed()));
+            ctx.local_ip = s.local_addr().ok().map(|a| a.ip().to_string());
+        }
+    }
+    let mut p = PingStats {
+        sent: Some(count),
+        received: Some(rtts.len() as u32),
+        ..Default::default()
+    };
+    if !rtts.is_empty() {
+        p.rtt_min_ms = rtts.iter().cloned().reduce(f64::min);
+        p.rtt_max_ms = rtts.iter().cloned().reduce(f64::max);
+        p.rtt_avg_ms = Some(rtts.iter().sum::<f64>() / rtts.len() as f64);
+        p.jitter_ms = Some(jitter(&rtts));
+    }
+    p
+}
+
+/// Mean absolute difference between consecutive round trips.
+pub fn jitter(rtts: &[f64]) -> f64 {
+    if rtts.len() < 2 {
+        return 0.0;
+    }
+    rtts.windows(2).map(|w| (w[1] - w[0]).abs()).sum::<f64>() / (rtts.len() - 1) as f64
+}
+
+async fn tls_connect(
+    t: &Target,
+    tcp: TcpStream,
+) -> Result<tokio_rustls::client::TlsStream<TcpStream>, Fail> {
+    let cfg = crate::tls::client_config(t.ca_file.as_deref(), t.insecure_skip_verify)
+        .map_err(|e| Fail(ErrorStage::Tls, e.to_string()))?;
+    let name = rustls::pki_types::ServerName::try_from(t.host.clone())
+        .map_err(|e| Fail(ErrorStage::Tls, format!("server name {}: {e}", t.host)))?;
+    tokio_rustls::TlsConnector::from(Arc::new(cfg))
+        .connect(name, tcp)
+        .await
+        .map_err(|e| Fail(ErrorStage::Tls, format!("handshake with {}: {e}", t.host)))
+}
+
+async fn http_exchange<S>(
+    t: &Target,
+    stream: S,
+    ev: &mut Event,
+    timings: &mut Timings,
+) -> Result<(), Fail>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let herr = |e: String| Fail(ErrorStage::Http, e);
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| herr(e.to_string()))?;
+    let conn_task = tokio::spawn(conn);
+    let authority =
+        if (t.scheme == "https" && t.port == 443) || (t.scheme == "http" && t.port == 80) {
+            t.host.clone()
+        } else {
+            format!("{}:{}", t.host, t.port)
+        };
+    let result = async {
+        let (status, body_ms, bytes) = fetch(&mut sender, t, &authority, &t.path, timings).await?;
+        ev.http_status = Some(status);
+        if let Some(expect) = t.expect_status {
+            if status != expect {
+                return Err(herr(format!("status {status}, expected {expect}")));
+            }
+        }
+        let (bytes, body_ms) = match &t.throughput_url {
+            None => (bytes, body_ms),
+            Some(url) => {
+                let uri: http::Uri = url
+                    .parse()
+                    .map_err(|e| Fail(ErrorStage::Throughput, format!("{url}: {e}")))?;
+                let path = uri
+                    .path_and_query()
+                    .map(|p| p.as_str())
+                    .unwrap_or("/")
+                    .to_string();
+                let mut scratch = Timings::default();
+                let (_, ms, b) = fetch(&mut sender, t, &authority, &path, &mut scratch)
+                    .await
+                    .map_err(|Fail(_, m)| Fail(ErrorStage::Throughput, m))?;
+                (b, ms)
+            }
+        };
+        ev.bytes = Some(bytes);
+        if body_ms > 0.0 && bytes > 0 {
+            ev.throughput_kbps = Some(bytes as f64 * 8.0 / (body_ms / 1000.0) / 1000.0);
+        }
+        Ok(())
+    }
+    .await;
+    conn_task.abort();
+    result
+}
+
+/// One request on the connection: returns status, body transfer time and body bytes.
+async fn fetch(
+    sender: &mut hyper::client::conn::http1::SendRequest<Empty<Bytes>>,
+    t: &Target,
+    authority: &str,
+    path: &str,
+    timings: &mut Timings,
+) -> Result<(u16, f64, u64), Fail> {
+    let herr = |e: String| Fail(ErrorStage::Http, e);
+    let mut req = http::Request::builder()
+        .method(t.method.as_str())
+        .uri(path)
+        .header(http::header::HOST, authority)
+        .header(
+            http::header::USER_AGENT,
+            concat!("netqoe-probe/", env!("CARGO_PKG_VERSION")),
+        );
+    for (k, v) in &t.headers {
+        req = req.header(k.as_str(), v.as_str());
+    }
+    let req = req
+        .body(Empty::<Bytes>::new())
+        .map_err(|e| herr(e.to_string()))?;
+    sender.ready().await.map_err(|e| herr(e.to_string()))?;
+    let t0 = Instant::now();
+    let resp = sender
+        .send_request(req)
+        .await
+        .map_err(|e| herr(e.to_string()))?;
+    timings.http_ttfb_ms = Some(ms(t0.elapsed()));
+    let status = resp.status().as_u16();
+    let t1 = Instant::now();
+    let mut body = resp.into_body();
+    let mut bytes = 0u64;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| herr(format!("body: {e}")))?;
+        if let Some(d) = frame.data_ref() {
+            bytes += d.len() as u64;
+        }
+    }
+    let transfer = ms(t1.elapsed());
+    timings.transfer_ms = Some(transfer);
+    Ok((status, transfer, bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn jitter_is_mean_consecutive_difference() {
+        assert_eq!(super::jitter(&[10.0, 12.0, 9.0]), 2.5);
+        assert_eq!(super::jitter(&[10.0]), 0.0);
+    }
+}

@@ -1,0 +1,119 @@
+//! A real `nats-server -js` on a free loopback port with its store in a temporary directory.
+
+use std::fs::File;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use nix::sys::signal::Signal;
+use tempfile::TempDir;
+
+use crate::process::{find_binary, free_port, stop_child, wait_ready};
+
+/// A running nats-server with JetStream; stopped by pid when dropped.
+pub struct NatsServer {
+    binary: PathBuf,
+    port: u16,
+    dir: TempDir,
+    child: Option<Child>,
+}
+
+impl NatsServer {
+    /// Starts nats-server with JetStream on a free port and waits until it is ready.
+    pub fn start() -> Result<NatsServer> {
+        let binary = find_binary("nats-server", &[PathBuf::from("/usr/sbin/nats-server")])?;
+        let dir = tempfile::Builder::new()
+            .prefix("netqoe-nats-")
+            .tempdir()
+            .context("create nats temp dir")?;
+        let mut server = NatsServer {
+            binary,
+            port: free_port(),
+            dir,
+            child: None,
+        };
+        server.spawn()?;
+        Ok(server)
+    }
+
+    fn spawn(&mut self) -> Result<()> {
+        let log_path = self.dir.path().join("nats.log");
+        let log = File::create(&log_path).context("create nats log")?;
+        let store = self.dir.path().join("jetstream");
+        let mut child = Command::new(&self.binary)
+            .args([
+                "-js",
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-sd",
+            ])
+            .arg(&store)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("spawn {}", self.binary.display()))?;
+        let ready = wait_ready(&mut child, "nats-server", self.port, &log_path, |log| {
+            log.contains("Server is ready")
+        });
+        if let Err(e) = ready {
+            stop_child(&mut child, Signal::SIGKILL, Duration::from_secs(1));
+            return Err(e);
+        }
+        crate::announce(&format!(
+            "started nats-server -js pid {} on 127.0.0.1:{} (store {})",
+            child.id(),
+            self.port,
+            store.display()
+        ));
+        self.child = Some(child);
+        Ok(())
+    }
+
+    /// `nats://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Process id while running.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Stops the server gracefully (SIGTERM by pid); its store is kept for [`Self::restart`].
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let pid = child.id();
+            stop_child(&mut child, Signal::SIGTERM, Duration::from_secs(10));
+            crate::announce(&format!("stopped nats-server pid {pid}"));
+        }
+    }
+
+    /// Kills the server (SIGKILL by pid), as a crash would.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let pid = child.id();
+            stop_child(&mut child, Signal::SIGKILL, Duration::from_secs(1));
+            crate::announce(&format!("killed nats-server pid {pid}"));
+        }
+    }
+
+    /// Starts the server again on the same port with the same store.
+    pub fn restart(&mut self) -> Result<()> {
+        self.stop();
+        self.spawn()
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
