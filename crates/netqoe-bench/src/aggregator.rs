@@ -116,8 +116,13 @@ async fn throughput(env: &Env) -> anyhow::Result<()> {
     // Poll the consumer rather than agg_1m, so the measurement does not load Postgres.
     let stream = s.js.get_stream(netqoe_nats::EVENTS_STREAM).await?;
     loop {
-        let info = stream.consumer_info(netqoe_nats::AGGREGATOR_CONSUMER).await?;
-        if info.num_pending == 0 && info.num_ack_pending == 0 && info.delivered.stream_sequence >= n as u64 {
+        let info = stream
+            .consumer_info(netqoe_nats::AGGREGATOR_CONSUMER)
+            .await?;
+        if info.num_pending == 0
+            && info.num_ack_pending == 0
+            && info.delivered.stream_sequence >= n as u64
+        {
             break;
         }
         if start.elapsed() > Duration::from_secs(1200) {
