@@ -72,6 +72,19 @@ pub struct RunArgs {
     /// Messages fetched and committed per transaction.
     #[arg(long, env = "NETQOE_AGGREGATOR_BATCH_SIZE", default_value_t = 2000)]
     pub batch_size: usize,
+    /// When a backlog has queued up, consecutive batches are merged into one transaction of
+    /// at most this many events (fewer reads and writes of windows they share).
+    #[arg(
+        long,
+        env = "NETQOE_AGGREGATOR_MAX_COMMIT_EVENTS",
+        default_value_t = 10_000
+    )]
+    pub max_commit_events: usize,
+    /// Windows whose last write this instance keeps in memory (a few hundred bytes each) so
+    /// the next batch touching them skips reading them; every write is still checked against
+    /// the row's version. 0 turns the cache off.
+    #[arg(long, env = "NETQOE_AGGREGATOR_ROW_CACHE", default_value_t = 50_000)]
+    pub row_cache: usize,
     /// Longest wait for a batch to fill before processing what arrived.
     #[arg(long, env = "NETQOE_AGGREGATOR_FETCH_WAIT", default_value = "250ms", value_parser = humantime::parse_duration)]
     pub fetch_wait: Duration,

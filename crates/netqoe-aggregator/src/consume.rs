@@ -6,11 +6,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use async_nats::jetstream::{self, consumer::PullConsumer, AckKind};
+use async_nats::jetstream::{
+    self,
+    consumer::{pull, PullConsumer},
+    AckKind,
+};
 use futures::StreamExt;
 use netqoe_model::Event;
 use serde_json::Value;
 use sqlx::PgPool;
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics as m;
@@ -35,15 +40,40 @@ pub fn decode(payload: &[u8]) -> Result<Event, String> {
     Ok(event)
 }
 
+/// Acks committed messages.
+async fn ack_all(msgs: Vec<jetstream::Message>) {
+    for msg in msgs {
+        if let Err(error) = msg.ack().await {
+            // The commit stands; a lost ack only means a redelivery that dedup absorbs.
+            metrics::counter!(m::NATS_ERRORS).increment(1);
+            tracing::debug!(%error, "ack failed");
+        }
+    }
+}
+
 /// Exponential backoff capped at `max`.
 pub fn backoff(attempt: u32, max: Duration) -> Duration {
     let base = Duration::from_millis(100).saturating_mul(1 << attempt.min(10));
     base.min(max)
 }
 
+/// Decoded events of fetched messages, in the same order as the messages.
+pub(crate) struct Fetched {
+    events: Vec<Event>,
+    msgs: Vec<jetstream::Message>,
+}
+
+impl Fetched {
+    fn append(&mut self, mut other: Fetched) {
+        self.events.append(&mut other.events);
+        self.msgs.append(&mut other.msgs);
+    }
+}
+
 pub(crate) struct Consumer {
     pub js: jetstream::Context,
     pub pool: PgPool,
+    pub cache: store::RowCache,
     pub settings: RunSettings,
     pub ready: Arc<AtomicBool>,
     pub shutdown: CancellationToken,
@@ -73,28 +103,63 @@ impl Consumer {
         metrics::gauge!(m::READY).set(f64::from(u8::from(ready)));
     }
 
-    /// Runs until shutdown; returns after finishing the batch in hand.
-    pub async fn run(&self) -> anyhow::Result<()> {
-        let mut consumer: Option<PullConsumer> = None;
+    /// Runs until shutdown; returns after committing the batches already fetched.
+    ///
+    /// A fetch task pulls and decodes the next batches while the current one is being
+    /// committed; when a backlog has queued up, consecutive batches are merged into one
+    /// transaction of at most `max_commit_events` events, so a window touched by several of
+    /// them is read and written once.
+    pub async fn run(self: Arc<Self>) -> anyhow::Result<()> {
+        let batch_size = self.settings.batch_size.max(1);
+        let max_events = self.settings.max_commit_events.max(batch_size);
+        // In flight: the commit in hand, the queue and the fetch under way; kept below the
+        // consumer's max_ack_pending so fetching never stalls on it.
+        let queue = (max_events / batch_size).max(1);
+        let (tx, mut rx) = mpsc::channel::<Fetched>(queue);
+        let fetcher = tokio::spawn(self.clone().fetch_loop(tx));
+        let mut acks = tokio::task::JoinSet::new();
+        while let Some(mut batch) = rx.recv().await {
+            while batch.events.len() + batch_size <= max_events {
+                match rx.try_recv() {
+                    Ok(more) => batch.append(more),
+                    Err(_) => break,
+                }
+            }
+            // Acks go out in the background while the next batch commits.
+            if let Some(msgs) = self.process(batch).await {
+                acks.spawn(ack_all(msgs));
+            }
+            while acks.try_join_next().is_some() {}
+        }
+        fetcher.await.context("fetch task")?;
+        while acks.join_next().await.is_some() {}
+        Ok(())
+    }
+
+    /// Fetches and decodes batches until shutdown, sending bad messages to the DLQ and the
+    /// rest to the committer.
+    async fn fetch_loop(self: Arc<Self>, tx: mpsc::Sender<Fetched>) {
+        let mut messages: Option<pull::Stream> = None;
         let mut failures = 0u32;
         while !self.shutdown.is_cancelled() {
-            let c = match &consumer {
-                Some(c) => c.clone(),
-                None => match self.consumer().await {
-                    Ok(c) => {
-                        consumer = Some(c.clone());
-                        c
-                    }
+            let stream = match &mut messages {
+                Some(s) => s,
+                None => match self.open().await {
+                    Ok(s) => messages.insert(s),
                     Err(error) => {
                         self.nats_failed(&mut failures, &error).await;
                         continue;
                     }
                 },
             };
-            let batch = match self.fetch(&c).await {
+            let batch = tokio::select! {
+                b = self.next_batch(stream) => b,
+                _ = self.shutdown.cancelled() => break,
+            };
+            let batch = match batch {
                 Ok(b) => b,
                 Err(error) => {
-                    consumer = None;
+                    messages = None;
                     self.nats_failed(&mut failures, &error).await;
                     continue;
                 }
@@ -104,9 +169,62 @@ impl Consumer {
                 self.set_ready(true);
                 continue;
             }
-            self.process(batch).await;
+            let fetched = self.decode_batch(batch).await;
+            if !fetched.events.is_empty() && tx.send(fetched).await.is_err() {
+                break;
+            }
         }
-        Ok(())
+    }
+
+    /// A continuous pull from the `aggregator` consumer: the client keeps requests of
+    /// `batch_size` messages outstanding, so the next batch is on its way while one commits.
+    async fn open(&self) -> anyhow::Result<pull::Stream> {
+        self.consumer()
+            .await?
+            .stream()
+            .max_messages_per_batch(self.settings.batch_size)
+            .heartbeat(Duration::from_secs(5))
+            .expires(Duration::from_secs(30))
+            .messages()
+            .await
+            .map_err(|e| anyhow::anyhow!("pull from consumer aggregator: {e}"))
+    }
+
+    /// Up to `batch_size` messages: waits up to a second for the first, then up to
+    /// `fetch_wait` for the batch to fill. Empty when nothing arrived.
+    async fn next_batch(
+        &self,
+        stream: &mut pull::Stream,
+    ) -> anyhow::Result<Vec<jetstream::Message>> {
+        let mut out = Vec::with_capacity(self.settings.batch_size);
+        let first = match tokio::time::timeout(
+            self.settings.fetch_wait.max(Duration::from_secs(1)),
+            stream.next(),
+        )
+        .await
+        {
+            Err(_) => return Ok(out),
+            Ok(first) => first,
+        };
+        let receive = |m: Option<Result<jetstream::Message, pull::MessagesError>>| match m {
+            None => Err(anyhow::anyhow!("the pull from consumer aggregator ended")),
+            Some(m) => m.map_err(|e| anyhow::anyhow!("receive a message: {e}")),
+        };
+        out.push(receive(first)?);
+        let deadline = tokio::time::sleep(self.settings.fetch_wait);
+        tokio::pin!(deadline);
+        while out.len() < self.settings.batch_size {
+            tokio::select! {
+                m = stream.next() => match receive(m) {
+                    Ok(m) => out.push(m),
+                    // keep what arrived; the error shows again on the next call
+                    Err(error) if out.is_empty() => return Err(error),
+                    Err(_) => break,
+                },
+                _ = &mut deadline => break,
+            }
+        }
+        Ok(out)
     }
 
     async fn nats_failed(&self, failures: &mut u32, error: &anyhow::Error) {
@@ -126,41 +244,33 @@ impl Consumer {
         }
     }
 
-    async fn fetch(&self, c: &PullConsumer) -> anyhow::Result<Vec<jetstream::Message>> {
-        let mut batch = c
-            .batch()
-            .max_messages(self.settings.batch_size)
-            .expires(self.settings.fetch_wait)
-            .messages()
-            .await
-            .context("request a batch")?;
-        let mut out = Vec::with_capacity(self.settings.batch_size);
-        while let Some(msg) = batch.next().await {
-            out.push(msg.map_err(|e| anyhow::anyhow!("receive a message: {e}"))?);
-        }
-        Ok(out)
-    }
-
-    async fn process(&self, batch: Vec<jetstream::Message>) {
-        let mut events = Vec::with_capacity(batch.len());
-        let mut good = Vec::with_capacity(batch.len());
+    /// Decodes a fetched batch; undecodable or invalid messages go to the DLQ.
+    async fn decode_batch(&self, batch: Vec<jetstream::Message>) -> Fetched {
+        let mut fetched = Fetched {
+            events: Vec::with_capacity(batch.len()),
+            msgs: Vec::with_capacity(batch.len()),
+        };
         for msg in batch {
             match decode(&msg.payload) {
                 Ok(e) => {
-                    events.push(e);
-                    good.push(msg);
+                    fetched.events.push(e);
+                    fetched.msgs.push(msg);
                 }
                 Err(reason) => self.dead_letter(msg, &reason).await,
             }
         }
-        if events.is_empty() {
-            return;
-        }
+        fetched
+    }
+
+    /// Commits one batch, retrying while Postgres is unavailable; returns its messages to ack,
+    /// or None when shutdown came first and they were handed back for redelivery.
+    async fn process(&self, batch: Fetched) -> Option<Vec<jetstream::Message>> {
+        let Fetched { events, msgs: good } = batch;
         let mut attempt = 0u32;
         let mut last_progress = Instant::now();
         loop {
             let start = Instant::now();
-            match store::apply(&self.pool, &events).await {
+            match store::apply(&self.pool, &events, &self.cache).await {
                 Ok(applied) => {
                     metrics::histogram!(m::COMMIT_DURATION).record(start.elapsed().as_secs_f64());
                     self.set_ready(true);
@@ -175,9 +285,13 @@ impl Consumer {
                     }
                     if self.shutdown.is_cancelled() && attempt >= 3 {
                         tracing::warn!(
+                            events = events.len(),
                             "shutting down with an uncommitted batch; it will be redelivered"
                         );
-                        return;
+                        for msg in &good {
+                            let _ = msg.ack_with(AckKind::Nak(None)).await;
+                        }
+                        return None;
                     }
                     // Keep the messages ours while Postgres is away instead of letting
                     // them be redelivered every ack wait.
@@ -192,14 +306,7 @@ impl Consumer {
                 }
             }
         }
-        let acks = good.iter().map(|msg| msg.ack());
-        for result in futures::future::join_all(acks).await {
-            if let Err(error) = result {
-                // The commit stands; a lost ack only means a redelivery that dedup absorbs.
-                metrics::counter!(m::NATS_ERRORS).increment(1);
-                tracing::debug!(%error, "ack failed");
-            }
-        }
+        Some(good)
     }
 
     fn committed(&self, events: &[Event], applied: store::Applied) {

@@ -25,6 +25,10 @@ use tokio_util::sync::CancellationToken;
 pub struct RunSettings {
     pub nats_url: String,
     pub batch_size: usize,
+    /// Upper bound of events merged into one transaction when batches have queued up.
+    pub max_commit_events: usize,
+    /// Windows whose last write is kept in memory to skip reading them again (0: off).
+    pub row_cache: usize,
     pub fetch_wait: Duration,
     pub max_backoff: Duration,
     pub provision: bool,
@@ -40,6 +44,8 @@ impl RunSettings {
         RunSettings {
             nats_url: nats_url.to_string(),
             batch_size: 2000,
+            max_commit_events: 10_000,
+            row_cache: 50_000,
             fetch_wait: Duration::from_millis(250),
             max_backoff: Duration::from_secs(5),
             provision: true,
@@ -53,6 +59,8 @@ impl RunSettings {
     pub fn from_cli(nats_url: &str, a: &cli::RunArgs) -> RunSettings {
         RunSettings {
             batch_size: a.batch_size.max(1),
+            max_commit_events: a.max_commit_events.max(1),
+            row_cache: a.row_cache,
             fetch_wait: a.fetch_wait,
             max_backoff: a.max_backoff,
             provision: !a.no_provision,
@@ -153,13 +161,14 @@ pub async fn run(
         background.clone(),
     ));
 
-    let consumer = consume::Consumer {
+    let consumer = Arc::new(consume::Consumer {
         js,
         pool,
+        cache: store::RowCache::new(settings.row_cache),
         settings,
         ready,
         shutdown,
-    };
+    });
     let result = consumer.run().await;
     background.cancel();
     let _ = client.flush().await;

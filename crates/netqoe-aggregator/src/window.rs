@@ -6,7 +6,10 @@
 //! (after dedup) and several aggregator instances safe.
 //!
 //! Encoding of `agg_1m.sketch_state`: postcard (compact, varint-based serde format) of
-//! [`WindowState`] behind a one-byte format version. Empty bytes mean an empty state.
+//! [`WindowState`] behind a one-byte format version; format 2 compresses it with LZ4 (the
+//! dense DDSketch bins are mostly zeros, so a row shrinks several times, and every row is
+//! read and rewritten on each merge). Format 1 (plain postcard) is still read. Empty bytes
+//! mean an empty state.
 
 use std::collections::BTreeMap;
 
@@ -19,7 +22,10 @@ use sketches_ddsketch::{Config, DDSketch};
 pub const SKETCH_ALPHA: f64 = 0.005;
 const SKETCH_MAX_BINS: u32 = 4096;
 const SKETCH_MIN_VALUE: f64 = 1e-6;
-const FORMAT_VERSION: u8 = 1;
+/// Plain postcard, written by earlier versions.
+const FORMAT_POSTCARD: u8 = 1;
+/// LZ4 (size-prepended block) of the postcard bytes: what `encode` writes.
+const FORMAT_POSTCARD_LZ4: u8 = 2;
 
 /// The timing metrics of a window, in `agg_1m` column order.
 pub const TIMINGS: [&str; 5] = ["dns", "tcp", "tls", "ttfb", "total"];
@@ -187,8 +193,9 @@ impl WindowState {
 
     /// Bytes for `agg_1m.sketch_state`.
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = vec![FORMAT_VERSION];
-        out.extend(postcard::to_allocvec(self).expect("window state serialises"));
+        let plain = postcard::to_allocvec(self).expect("window state serialises");
+        let mut out = vec![FORMAT_POSTCARD_LZ4];
+        out.extend(lz4_flex::compress_prepend_size(&plain));
         out
     }
 
@@ -196,8 +203,13 @@ impl WindowState {
     pub fn decode(bytes: &[u8]) -> Result<WindowState, String> {
         match bytes.split_first() {
             None => Ok(WindowState::default()),
-            Some((&FORMAT_VERSION, rest)) => {
+            Some((&FORMAT_POSTCARD, rest)) => {
                 postcard::from_bytes(rest).map_err(|e| format!("corrupt sketch_state: {e}"))
+            }
+            Some((&FORMAT_POSTCARD_LZ4, rest)) => {
+                let plain = lz4_flex::decompress_size_prepended(rest)
+                    .map_err(|e| format!("corrupt sketch_state: {e}"))?;
+                postcard::from_bytes(&plain).map_err(|e| format!("corrupt sketch_state: {e}"))
             }
             Some((v, _)) => Err(format!("unknown sketch_state format version {v}")),
         }

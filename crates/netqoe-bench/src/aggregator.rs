@@ -15,7 +15,6 @@ use crate::ingest::IngestProcess;
 
 const SERIES_CLIENTS: usize = 200;
 const SERIES_TARGETS: usize = 10;
-const BATCH: usize = 2000;
 
 pub async fn run(env: &Env) -> anyhow::Result<()> {
     throughput(env).await?;
@@ -102,8 +101,8 @@ async fn throughput(env: &Env) -> anyhow::Result<()> {
     }
 
     let mut settings = netqoe_aggregator::RunSettings::new(&s.nats_url);
-    settings.batch_size = BATCH;
     settings.fetch_wait = Duration::from_millis(100);
+    let commit = settings.max_commit_events;
     let pool = netqoe_db::connect(&s.db_url, &Default::default()).await?;
     let shutdown = CancellationToken::new();
     let start = Instant::now();
@@ -138,14 +137,19 @@ async fn throughput(env: &Env) -> anyhow::Result<()> {
         bail!("agg_1m counts {counted} events, {n} were sent");
     }
 
-    let limit = raw_limit(&s.pool, &evs).await?;
+    let limit = raw_limit(&s.pool, &evs, commit).await?;
     report("aggregator_events_per_s", rate, "events/s", limit);
     Ok(())
 }
 
 /// The same event ids inserted into an indexed uuid table plus one row upsert per distinct
-/// window key of each batch, in batches of the same size: what the aggregator cannot beat.
-async fn raw_limit(pool: &PgPool, evs: &[netqoe_model::Event]) -> anyhow::Result<f64> {
+/// window key of each transaction, in transactions as large as the aggregator's while it
+/// works off a backlog: what the aggregator cannot beat.
+async fn raw_limit(
+    pool: &PgPool,
+    evs: &[netqoe_model::Event],
+    batch: usize,
+) -> anyhow::Result<f64> {
     sqlx::raw_sql(
         "CREATE TABLE raw_seen (event_id uuid PRIMARY KEY, client_id text NOT NULL, ts_ms bigint NOT NULL); \
          CREATE TABLE raw_agg (client_id text, target text, window_start_ts timestamptz, n bigint, \
@@ -154,7 +158,7 @@ async fn raw_limit(pool: &PgPool, evs: &[netqoe_model::Event]) -> anyhow::Result
     .execute(pool)
     .await?;
     let start = Instant::now();
-    for chunk in evs.chunks(BATCH) {
+    for chunk in evs.chunks(batch) {
         let mut tx = pool.begin().await?;
         let ids: Vec<uuid::Uuid> = chunk.iter().map(|e| e.event_id).collect();
         let clients: Vec<&str> = chunk.iter().map(|e| e.client_id.as_str()).collect();

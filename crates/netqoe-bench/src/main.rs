@@ -24,6 +24,10 @@ struct Cli {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    // Logs of the components under test only when asked for (RUST_LOG), on stderr.
+    if std::env::var_os("RUST_LOG").is_some() {
+        netqoe_common::logging::init(netqoe_common::LogFormat::Pretty);
+    }
     let want = |name: &str| cli.which.iter().any(|w| w == "all" || w == name);
     let env = harness::Env { scale: cli.scale };
     if want("raw") {

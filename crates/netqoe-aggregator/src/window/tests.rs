@@ -141,3 +141,27 @@ proptest! {
         prop_assert_eq!(s.max, Some(*sorted.last().unwrap()));
     }
 }
+
+#[test]
+fn compressed_state_is_small_and_plain_postcard_rows_still_read() {
+    let one = group(&[event("c", 0, 12.5, None)])
+        .into_values()
+        .next()
+        .unwrap();
+    let plain = postcard::to_allocvec(&one).unwrap();
+    let compressed = one.encode();
+    assert!(
+        compressed.len() * 3 < plain.len() + 1,
+        "a one-event window compresses: {} bytes vs {} plain",
+        compressed.len(),
+        plain.len() + 1
+    );
+    // a row written in format 1 (plain postcard) decodes to the same state
+    let mut v1 = vec![1u8];
+    v1.extend(&plain);
+    let back = WindowState::decode(&v1).unwrap();
+    assert_eq!(summarise(&back.timings[0]), summarise(&one.timings[0]));
+    assert!(WindowState::decode(&[2, 0xff, 0xff])
+        .unwrap_err()
+        .starts_with("corrupt sketch_state"));
+}

@@ -1,0 +1,255 @@
+//! Writing `agg_1m` rows: the column list, the version-guarded upsert of a batch's merged
+//! windows, and the cache of rows this instance wrote last.
+
+use std::collections::{BTreeMap, HashSet};
+use std::num::NonZeroUsize;
+use std::sync::{Mutex, OnceLock};
+
+use chrono::{DateTime, Utc};
+use netqoe_model::ErrorStage;
+
+use super::ts;
+use crate::window::{summarise, WindowKey, WindowState};
+
+/// A window to write: its merged state and the version it was merged onto (0: the row did
+/// not exist).
+pub(super) struct Row {
+    pub state: WindowState,
+    pub base_version: i64,
+}
+
+impl Row {
+    /// The version the write gives the row. A new row starts at the current time in
+    /// microseconds, so a cached copy of a deleted row with the same key can never match it.
+    fn next_version(&self, now_us: i64) -> i64 {
+        if self.base_version == 0 {
+            now_us
+        } else {
+            self.base_version + 1
+        }
+    }
+}
+
+/// Recently written rows (encoded state and version), so the next batch that touches them
+/// needs no read. A copy is only ever used as the base of a write guarded by its version.
+pub struct RowCache {
+    rows: Option<Mutex<lru::LruCache<WindowKey, Versioned>>>,
+}
+
+/// A row's version and encoded state.
+pub(super) type Versioned = (i64, Vec<u8>);
+
+impl RowCache {
+    /// A cache of up to `capacity` rows; 0 disables it.
+    pub fn new(capacity: usize) -> RowCache {
+        RowCache {
+            rows: NonZeroUsize::new(capacity).map(|c| Mutex::new(lru::LruCache::new(c))),
+        }
+    }
+
+    pub(super) fn get(&self, key: &WindowKey) -> Option<Versioned> {
+        let rows = self.rows.as_ref()?;
+        let mut rows = rows.lock().unwrap_or_else(|p| p.into_inner());
+        rows.get(key).cloned()
+    }
+
+    pub(super) fn put(&self, key: WindowKey, version: i64, state: Vec<u8>) {
+        if let Some(rows) = &self.rows {
+            let mut rows = rows.lock().unwrap_or_else(|p| p.into_inner());
+            rows.put(key, (version, state));
+        }
+    }
+}
+
+const TIMING_STATS: [&str; 5] = ["p50", "p95", "p99", "min", "max"];
+
+/// `(column, array cast)` of every column a write sets, in bind order.
+pub(super) fn columns() -> Vec<(String, &'static str)> {
+    let mut cols: Vec<(String, &'static str)> = vec![
+        ("client_id".into(), "text[]"),
+        ("target".into(), "text[]"),
+        ("window_start_ts".into(), "timestamptz[]"),
+        ("count_total".into(), "bigint[]"),
+        ("count_success".into(), "bigint[]"),
+        ("count_error".into(), "bigint[]"),
+    ];
+    for stage in ErrorStage::ALL {
+        cols.push((format!("{}_error_count", stage.as_str()), "bigint[]"));
+    }
+    for m in crate::window::TIMINGS {
+        cols.push((format!("{m}_count"), "bigint[]"));
+        for s in TIMING_STATS {
+            cols.push((format!("{m}_{s}"), "float8[]"));
+        }
+    }
+    cols.push(("throughput_count".into(), "bigint[]"));
+    for c in ["throughput_p05", "throughput_p50", "throughput_p95"] {
+        cols.push((c.into(), "float8[]"));
+    }
+    for c in ["ping_sent", "ping_received", "jitter_count"] {
+        cols.push((c.into(), "bigint[]"));
+    }
+    cols.push(("jitter_p50".into(), "float8[]"));
+    cols.push(("sketch_state".into(), "bytea[]"));
+    cols.push(("last_recv_ts".into(), "timestamptz[]"));
+    cols.push(("version".into(), "bigint[]"));
+    cols
+}
+
+/// Inserts new windows and updates existing ones in one statement, in key order. The
+/// conflict action only writes a row still at the version the merge started from
+/// (`version - 1`); a row another instance changed meanwhile is left alone but locked, and
+/// not returned.
+pub(super) fn upsert_sql() -> &'static str {
+    static SQL: OnceLock<String> = OnceLock::new();
+    SQL.get_or_init(|| {
+        let cols = columns();
+        let names: Vec<&str> = cols.iter().map(|(n, _)| n.as_str()).collect();
+        let params: Vec<String> = cols
+            .iter()
+            .enumerate()
+            .map(|(i, (_, cast))| format!("${}::{cast}", i + 1))
+            .collect();
+        let sets: Vec<String> = names[3..]
+            .iter()
+            .map(|n| format!("{n} = excluded.{n}"))
+            .collect();
+        format!(
+            "INSERT INTO agg_1m AS a ({names}, updated_at) \
+             SELECT {names}, now() FROM UNNEST({params}) AS u({names}) \
+             ON CONFLICT (client_id, target, window_start_ts) DO UPDATE SET {sets}, updated_at = now() \
+             WHERE a.version = excluded.version - 1 \
+             RETURNING a.client_id, a.target, a.window_start_ts",
+            names = names.join(", "),
+            params = params.join(", "),
+            sets = sets.join(", "),
+        )
+    })
+}
+
+/// What a write stored for a row: its new version and encoded state.
+pub(super) type Written = BTreeMap<WindowKey, Versioned>;
+
+/// Writes `rows`; returns the rows written. Rows missing from the answer were changed by
+/// another instance since their base was read; they are now locked by `tx`.
+pub(super) async fn write_rows(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    rows: &BTreeMap<WindowKey, Row>,
+) -> Result<Written, sqlx::Error> {
+    let now_us = Utc::now().timestamp_micros();
+    let states = || rows.values().map(|r| &r.state);
+    let int = |f: &dyn Fn(&WindowState) -> u64| states().map(|w| f(w) as i64).collect::<Vec<_>>();
+    // Bind order must follow `columns()`: keys, 3 counts, 6 error counts, then per timing
+    // metric a count and five stats, throughput, ping, jitter, state, last_recv, version.
+    let mut q = sqlx::query_as::<_, (String, String, DateTime<Utc>)>(upsert_sql())
+        .bind(
+            rows.keys()
+                .map(|k| k.client_id.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(rows.keys().map(|k| k.target.as_str()).collect::<Vec<_>>())
+        .bind(
+            rows.keys()
+                .map(|k| ts(k.window_start_ms))
+                .collect::<Vec<_>>(),
+        )
+        .bind(int(&|w| w.count_total))
+        .bind(int(&|w| w.count_success))
+        .bind(int(&|w| w.count_error()));
+    for stage in ErrorStage::ALL {
+        q = q.bind(int(&|w| w.errors_of(stage)));
+    }
+    for i in 0..crate::window::TIMINGS.len() {
+        let sums: Vec<_> = states().map(|w| summarise(&w.timings[i])).collect();
+        q = q
+            .bind(sums.iter().map(|s| s.count as i64).collect::<Vec<_>>())
+            .bind(sums.iter().map(|s| s.p50).collect::<Vec<_>>())
+            .bind(sums.iter().map(|s| s.p95).collect::<Vec<_>>())
+            .bind(sums.iter().map(|s| s.p99).collect::<Vec<_>>())
+            .bind(sums.iter().map(|s| s.min).collect::<Vec<_>>())
+            .bind(sums.iter().map(|s| s.max).collect::<Vec<_>>());
+    }
+    let tput: Vec<_> = states().map(|w| summarise(&w.throughput)).collect();
+    let jitter: Vec<_> = states().map(|w| summarise(&w.jitter)).collect();
+    let versions: Vec<i64> = rows.values().map(|r| r.next_version(now_us)).collect();
+    let encoded: Vec<Vec<u8>> = states().map(WindowState::encode).collect();
+    q = q
+        .bind(tput.iter().map(|s| s.count as i64).collect::<Vec<_>>())
+        .bind(tput.iter().map(|s| s.p05).collect::<Vec<_>>())
+        .bind(tput.iter().map(|s| s.p50).collect::<Vec<_>>())
+        .bind(tput.iter().map(|s| s.p95).collect::<Vec<_>>())
+        .bind(int(&|w| w.ping_sent))
+        .bind(int(&|w| w.ping_received))
+        .bind(jitter.iter().map(|s| s.count as i64).collect::<Vec<_>>())
+        .bind(jitter.iter().map(|s| s.p50).collect::<Vec<_>>())
+        .bind(&encoded)
+        .bind(states().map(|w| w.last_recv_ms.map(ts)).collect::<Vec<_>>())
+        .bind(&versions);
+    let written: HashSet<(String, String, i64)> = q
+        .fetch_all(&mut **tx)
+        .await?
+        .into_iter()
+        .map(|(c, t, w)| (c, t, w.timestamp_millis()))
+        .collect();
+    Ok(rows
+        .keys()
+        .zip(versions.into_iter().zip(encoded))
+        .filter(|(k, _)| {
+            written.contains(&(k.client_id.clone(), k.target.clone(), k.window_start_ms))
+        })
+        .map(|(k, v)| (k.clone(), v))
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upsert_binds_every_column_once_and_guards_on_the_version() {
+        let sql = upsert_sql();
+        let cols = columns();
+        assert_eq!(cols.len(), 3 + 3 + 6 + 5 * 6 + 4 + 4 + 2 + 1);
+        assert!(sql.contains(&format!("${}::bigint[]", cols.len())));
+        assert!(!sql.contains(&format!("${}", cols.len() + 1)));
+        for (name, _) in &cols[3..] {
+            assert!(sql.contains(&format!("{name} = excluded.{name}")), "{name}");
+        }
+        assert!(sql.contains("WHERE a.version = excluded.version - 1"));
+    }
+
+    #[test]
+    fn new_rows_start_at_the_clock_and_existing_ones_count_up() {
+        let new = Row {
+            state: WindowState::default(),
+            base_version: 0,
+        };
+        let old = Row {
+            state: WindowState::default(),
+            base_version: 41,
+        };
+        assert_eq!(
+            new.next_version(1_700_000_000_000_000),
+            1_700_000_000_000_000
+        );
+        assert_eq!(old.next_version(1_700_000_000_000_000), 42);
+    }
+
+    #[test]
+    fn cache_keeps_recent_rows_and_can_be_disabled() {
+        let key = |m: i64| WindowKey {
+            client_id: "c".into(),
+            target: "t".into(),
+            window_start_ms: m,
+        };
+        let cache = RowCache::new(2);
+        cache.put(key(1), 5, vec![1]);
+        cache.put(key(2), 6, vec![2]);
+        cache.put(key(3), 7, vec![3]);
+        assert_eq!(cache.get(&key(1)), None, "least recent row evicted");
+        assert_eq!(cache.get(&key(3)), Some((7, vec![3])));
+        let off = RowCache::new(0);
+        off.put(key(1), 1, vec![]);
+        assert_eq!(off.get(&key(1)), None);
+    }
+}
