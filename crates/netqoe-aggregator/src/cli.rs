@@ -85,6 +85,15 @@ pub struct RunArgs {
     /// the row's version. 0 turns the cache off.
     #[arg(long, env = "NETQOE_AGGREGATOR_ROW_CACHE", default_value_t = 50_000)]
     pub row_cache: usize,
+    /// Transactions committed side by side, each on its own share of the windows (split by
+    /// client and target, so they never wait for each other). Needs as many
+    /// --db-connections.
+    #[arg(
+        long,
+        env = "NETQOE_AGGREGATOR_COMMIT_PARALLELISM",
+        default_value_t = 2
+    )]
+    pub commit_parallelism: usize,
     /// Longest wait for a batch to fill before processing what arrived.
     #[arg(long, env = "NETQOE_AGGREGATOR_FETCH_WAIT", default_value = "250ms", value_parser = humantime::parse_duration)]
     pub fetch_wait: Duration,

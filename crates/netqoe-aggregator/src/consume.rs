@@ -1,6 +1,7 @@
 //! The consume loop: fetch a batch from the `aggregator` consumer, send bad messages to the
 //! DLQ, merge the rest in one transaction, ack after commit; retry with backoff on outages.
 
+use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -68,6 +69,30 @@ impl Fetched {
         self.events.append(&mut other.events);
         self.msgs.append(&mut other.msgs);
     }
+
+    /// Splits into up to `n` non-empty parts by client and target, so no window (and no
+    /// event) is in two parts: their transactions never wait for each other.
+    fn split(self, n: usize) -> Vec<Fetched> {
+        let n = n.max(1);
+        if n == 1 {
+            return vec![self];
+        }
+        let mut parts: Vec<Fetched> = (0..n)
+            .map(|_| Fetched {
+                events: Vec::new(),
+                msgs: Vec::new(),
+            })
+            .collect();
+        for (event, msg) in self.events.into_iter().zip(self.msgs) {
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            (&event.client_id, &event.target).hash(&mut h);
+            let part = &mut parts[(h.finish() % n as u64) as usize];
+            part.events.push(event);
+            part.msgs.push(msg);
+        }
+        parts.retain(|p| !p.events.is_empty());
+        parts
+    }
 }
 
 pub(crate) struct Consumer {
@@ -125,8 +150,11 @@ impl Consumer {
                     Err(_) => break,
                 }
             }
-            // Acks go out in the background while the next batch commits.
-            if let Some(msgs) = self.process(batch).await {
+            // Disjoint sets of windows commit side by side on their own connections; acks go
+            // out in the background while the next batch commits.
+            let parts = batch.split(self.settings.commit_parallelism);
+            let done = futures::future::join_all(parts.into_iter().map(|p| self.process(p))).await;
+            for msgs in done.into_iter().flatten() {
                 acks.spawn(ack_all(msgs));
             }
             while acks.try_join_next().is_some() {}

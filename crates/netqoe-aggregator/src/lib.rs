@@ -27,6 +27,8 @@ pub struct RunSettings {
     pub batch_size: usize,
     /// Upper bound of events merged into one transaction when batches have queued up.
     pub max_commit_events: usize,
+    /// Transactions committed side by side, each on its own share of the windows.
+    pub commit_parallelism: usize,
     /// Windows whose last write is kept in memory to skip reading them again (0: off).
     pub row_cache: usize,
     pub fetch_wait: Duration,
@@ -46,6 +48,7 @@ impl RunSettings {
             batch_size: 2000,
             max_commit_events: 10_000,
             row_cache: 50_000,
+            commit_parallelism: 2,
             fetch_wait: Duration::from_millis(250),
             max_backoff: Duration::from_secs(5),
             provision: true,
@@ -61,6 +64,7 @@ impl RunSettings {
             batch_size: a.batch_size.max(1),
             max_commit_events: a.max_commit_events.max(1),
             row_cache: a.row_cache,
+            commit_parallelism: a.commit_parallelism.max(1),
             fetch_wait: a.fetch_wait,
             max_backoff: a.max_backoff,
             provision: !a.no_provision,
