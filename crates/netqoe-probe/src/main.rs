@@ -16,8 +16,8 @@ struct Args {
         default_value = "/etc/netqoe/probe.toml"
     )]
     config: PathBuf,
-    /// Client id; overrides NETQOE_PROBE_CLIENT_ID, the config and the state file.
-    #[arg(long, env = "NETQOE_PROBE_CLIENT_ID_FLAG")]
+    /// Client id; overrides the config's client_id and the state file.
+    #[arg(long, env = "NETQOE_PROBE_CLIENT_ID")]
     client_id: Option<String>,
     /// Directory holding the generated client_id.
     #[arg(
@@ -46,8 +46,11 @@ fn main() {
             std::process::exit(exit::CONFIG as i32);
         }
     };
-    let flag = args.client_id.clone().or(config.client_id.clone());
-    let client_id = match netqoe_probe::client_id::resolve(flag.as_deref(), &args.state_dir) {
+    let client_id = match netqoe_probe::client_id::resolve(
+        args.client_id.as_deref(),
+        config.client_id.as_deref(),
+        &args.state_dir,
+    ) {
         Ok(id) => id,
         Err(e) => {
             tracing::error!(error = %e, "cannot resolve client_id");
