@@ -17,6 +17,7 @@ pub async fn measure_once(config: &Config, client_id: &str) -> Vec<netqoe_model:
     futures::future::join_all(futures).await
 }
 
+pub mod metrics;
 pub mod ship;
 
 use std::sync::{Arc, Mutex};
@@ -32,10 +33,12 @@ pub const SPOOL_MAX_BYTES: u64 = 64 << 20;
 pub const MAX_CONCURRENT: usize = 16;
 
 /// Measures every target at its own fixed rate (random start offset, no drift, bounded
-/// concurrency), spools each event durably and ships the spool until `shutdown`.
+/// concurrency), spools each event durably and ships the spool until `shutdown`, in batches
+/// sent when full or when the oldest event has waited `batch_max_age`.
 pub async fn run(
     config: Config,
     client_id: String,
+    batch_max_age: Duration,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let url = config
@@ -76,15 +79,29 @@ pub async fn run(
                     return;
                 };
                 let ev = measure(&target, &client_id).await;
+                metrics::measured(target.kind, &ev);
                 let line = serde_json::to_vec(&ev).expect("event serialises");
-                if let Err(e) = spool.lock().unwrap().append(&[line]) {
+                let mut s = spool.lock().unwrap();
+                let before = s.dropped;
+                if let Err(e) = s.append(&[line]) {
+                    ::metrics::counter!(metrics::SPOOL_ERRORS).increment(1);
                     tracing::error!(error = %e, target = %target.name, "cannot spool event");
                 }
+                ::metrics::counter!(metrics::SPOOL_DROPPED, "reason" => "full")
+                    .increment(s.dropped - before);
+                drop(s);
                 notify.notify_one();
             }
         });
     }
-    let shipper = tokio::spawn(ship::run(spool, url, token, notify, shutdown.clone()));
+    let shipper = tokio::spawn(ship::run(
+        spool,
+        url,
+        token,
+        batch_max_age,
+        notify,
+        shutdown.clone(),
+    ));
     shutdown.cancelled().await;
     while tasks.join_next().await.is_some() {}
     let _ = tokio::time::timeout(Duration::from_secs(5), shipper).await;

@@ -26,6 +26,12 @@ struct Args {
         default_value = "/var/lib/netqoe"
     )]
     state_dir: PathBuf,
+    /// Longest an event waits in the spool for a fuller batch before it is sent.
+    #[arg(long, env = "NETQOE_PROBE_BATCH_MAX_AGE", default_value = "1s", value_parser = humantime::parse_duration)]
+    batch_max_age: std::time::Duration,
+    /// Serve Prometheus metrics on this address (/metrics); off unless set.
+    #[arg(long, env = "NETQOE_PROBE_METRICS_LISTEN")]
+    metrics_listen: Option<std::net::SocketAddr>,
     /// Measure every target once, print events and exit without sending.
     #[arg(long, env = "NETQOE_PROBE_ONCE")]
     once: bool,
@@ -70,13 +76,29 @@ fn main() {
         std::process::exit(exit::OK as i32);
     }
     let path = args.config.clone();
+    let max_age = args.batch_max_age;
+    let metrics_listen = args.metrics_listen;
     let result: anyhow::Result<()> = rt.block_on(async move {
         let shutdown = netqoe_common::shutdown_token();
+        if let Some(addr) = metrics_listen {
+            let handle = netqoe_common::metrics_http::install_recorder()?;
+            netqoe_probe::metrics::describe();
+            let listener = match tokio::net::TcpListener::bind(addr).await {
+                Ok(l) => l,
+                Err(e) => {
+                    tracing::error!(error = %e, %addr, "cannot listen for metrics");
+                    std::process::exit(exit::UNAVAILABLE as i32);
+                }
+            };
+            tracing::info!(%addr, "serving /metrics");
+            let router = netqoe_common::metrics_http::router(handle);
+            tokio::spawn(netqoe_common::metrics_http::serve(listener, router, shutdown.clone()));
+        }
         let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
         let mut cfg = config;
         loop {
             let round = shutdown.child_token();
-            let mut task = tokio::spawn(netqoe_probe::run(cfg.clone(), client_id.clone(), round.clone()));
+            let mut task = tokio::spawn(netqoe_probe::run(cfg.clone(), client_id.clone(), max_age, round.clone()));
             tokio::select! {
                 _ = hup.recv() => {
                     round.cancel();

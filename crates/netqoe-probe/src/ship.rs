@@ -76,6 +76,7 @@ async fn send(
         .send()
         .await
         .map_err(|e| {
+            crate::metrics::request("unreachable");
             tracing::warn!(error = %e, "ingest unreachable");
             (0, None)
         })?;
@@ -86,8 +87,13 @@ async fn send(
         .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
         .map(Duration::from_secs);
     match outcome(status) {
-        Outcome::Delivered => Ok(()),
+        Outcome::Delivered => {
+            crate::metrics::request("delivered");
+            metrics::counter!(crate::metrics::SHIPPED).increment(records.len() as u64);
+            Ok(())
+        }
         Outcome::Reject | Outcome::Split if records.len() > 1 => {
+            crate::metrics::request("rejected");
             let mid = records.len() / 2;
             Box::pin(send(client, url, token, &records[..mid], dropped)).await?;
             Box::pin(send(client, url, token, &records[mid..], dropped)).await
@@ -95,25 +101,39 @@ async fn send(
         Outcome::Reject | Outcome::Split => {
             let body = resp.text().await.unwrap_or_default();
             tracing::warn!(status, error = %body, "ingest rejected an event; dropping it");
+            crate::metrics::request("rejected");
+            metrics::counter!(crate::metrics::REJECTED).increment(1);
             *dropped += 1;
             Ok(())
         }
         Outcome::Unauthorized => {
+            crate::metrics::request("unauthorized");
             tracing::error!(
                 status,
                 "ingest refused the token; retrying slowly, events kept"
             );
             Err((status, Some(Duration::from_secs(30))))
         }
-        Outcome::Retry => Err((status, retry_after)),
+        Outcome::Retry => {
+            crate::metrics::request("retry");
+            Err((status, retry_after))
+        }
     }
 }
 
-/// Ships spooled events until `shutdown`; returns the number of events dropped as rejected.
+/// Whether to send `pending` events now: a full batch, or the oldest has waited `max_age`.
+pub fn ready_to_send(pending: usize, waited: Duration, max_age: Duration) -> bool {
+    pending >= MAX_BATCH || waited >= max_age
+}
+
+/// Ships spooled events until `shutdown`, in batches of up to `MAX_BATCH` events sent when
+/// full or when the oldest has waited `max_age`; returns the number of events dropped as
+/// rejected.
 pub async fn run(
     spool: Arc<Mutex<Spool>>,
     url: String,
     token: String,
+    max_age: Duration,
     notify: Arc<tokio::sync::Notify>,
     shutdown: CancellationToken,
 ) -> u64 {
@@ -123,9 +143,12 @@ pub async fn run(
         .expect("http client");
     let mut dropped = 0u64;
     let mut attempt = 0u32;
+    // When the oldest unsent event was first seen pending.
+    let mut oldest: Option<tokio::time::Instant> = None;
     while !shutdown.is_cancelled() {
         let pending = spool.lock().unwrap().pending(MAX_BATCH);
         let Ok(Some((seq, from, batch, total))) = pending else {
+            oldest = None;
             tokio::select! {
                 _ = notify.notified() => {}
                 _ = tokio::time::sleep(Duration::from_secs(1)) => {}
@@ -133,9 +156,19 @@ pub async fn run(
             }
             continue;
         };
+        let since = *oldest.get_or_insert_with(tokio::time::Instant::now);
+        if !ready_to_send(batch.len(), since.elapsed(), max_age) {
+            tokio::select! {
+                _ = notify.notified() => {}
+                _ = tokio::time::sleep_until(since + max_age) => {}
+                _ = shutdown.cancelled() => {}
+            }
+            continue;
+        }
         match send(&client, &url, &token, &batch, &mut dropped).await {
             Ok(()) => {
                 attempt = 0;
+                oldest = None;
                 if let Err(e) = spool.lock().unwrap().ack(seq, from + batch.len(), total) {
                     tracing::error!(error = %e, "cannot record shipped progress");
                 }
@@ -172,6 +205,14 @@ mod tests {
             backoff(0, Some(Duration::from_secs(7)), 0.5),
             Duration::from_secs(7)
         );
+    }
+
+    #[test]
+    fn batches_go_when_full_or_old_enough() {
+        let age = Duration::from_secs(1);
+        assert!(!ready_to_send(3, Duration::from_millis(200), age));
+        assert!(ready_to_send(3, Duration::from_secs(1), age));
+        assert!(ready_to_send(MAX_BATCH, Duration::ZERO, age));
     }
 
     #[test]

@@ -62,16 +62,40 @@ impl Ingest {
     }
 }
 
-fn spawn_probe(config: &Path, state: &Path) -> Child {
+fn spawn_probe(config: &Path, state: &Path, metrics: SocketAddr) -> Child {
     Command::new(env!("CARGO_BIN_EXE_netqoe-probe"))
         .arg("--config")
         .arg(config)
         .arg("--state-dir")
         .arg(state)
+        .arg("--metrics-listen")
+        .arg(metrics.to_string())
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .spawn()
         .expect("start netqoe-probe")
+}
+
+/// A loopback address nothing listens on.
+fn free_addr() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+/// Value of the first sample of `name` in the probe's /metrics.
+async fn metric(addr: SocketAddr, name: &str) -> u64 {
+    let text = reqwest::get(format!("http://{addr}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find(|l| l.starts_with(name))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or_else(|| panic!("{name} missing from /metrics:\n{text}"))
 }
 
 /// (event_id, ts_ms) of every message in QOE_EVENTS.
@@ -117,7 +141,8 @@ async fn outage(kill: bool) {
     )
     .unwrap();
     let start = Instant::now();
-    let mut probe = spawn_probe(&config, dir.path());
+    let metrics = free_addr();
+    let mut probe = spawn_probe(&config, dir.path(), metrics);
     tokio::time::sleep(Duration::from_secs(5)).await;
     assert!(
         !stored(&nats.url()).await.is_empty(),
@@ -132,7 +157,7 @@ async fn outage(kill: bool) {
         probe.wait().unwrap();
         let killed = Instant::now();
         tokio::time::sleep(Duration::from_secs(2)).await;
-        probe = spawn_probe(&config, dir.path());
+        probe = spawn_probe(&config, dir.path(), metrics);
         down = Some((killed - start, Instant::now() - start));
         tokio::time::sleep(OUTAGE / 2 - Duration::from_secs(2)).await;
     } else {
@@ -154,6 +179,13 @@ async fn outage(kill: bool) {
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
     };
+    let shipped = metric(metrics, "netqoe_probe_events_shipped_total").await;
+    let measured = metric(
+        metrics,
+        "netqoe_probe_measurements_total{kind=\"tcp\",outcome=\"ok\"}",
+    )
+    .await;
+    let stored_after = stored(&nats.url()).await.len() as u64;
     terminate(&probe);
     let _ = probe.wait();
     accept.abort();
@@ -166,6 +198,15 @@ async fn outage(kill: bool) {
         "only {} of at least {expected_min} measurements reached the stream",
         events.len()
     );
+    if !kill {
+        // what the probe says it did matches what the stream holds
+        assert!(measured >= expected_min as u64, "measured {measured}");
+        assert!(
+            shipped >= events.len() as u64 && shipped <= stored_after,
+            "shipped {shipped}, stored {} then {stored_after}",
+            events.len()
+        );
+    }
     // one measurement per second throughout: no gap but the one while the probe was dead
     let mut ts: Vec<i64> = events.iter().map(|(_, t)| *t).collect();
     ts.sort_unstable();

@@ -48,6 +48,7 @@ async fn rejected_event_is_dropped_and_counted_and_later_ones_delivered() {
         spool.clone(),
         url,
         "t".into(),
+        Duration::from_millis(200),
         Arc::new(tokio::sync::Notify::new()),
         ship_stop.clone(),
     ));
