@@ -204,14 +204,7 @@ impl IngestProcess {
 
     /// Peak resident set (VmHWM) in MB.
     pub fn peak_rss_mb(&self) -> anyhow::Result<f64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))?;
-        let kb: f64 = status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
-            .and_then(|v| v.split_whitespace().next())
-            .context("VmHWM missing")?
-            .parse()?;
-        Ok(kb / 1024.0)
+        crate::probe::peak_rss_mb(self.child.id())
     }
 }
 

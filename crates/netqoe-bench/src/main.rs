@@ -8,6 +8,7 @@ use clap::Parser;
 mod aggregator;
 mod harness;
 mod ingest;
+mod probe;
 mod raw;
 
 #[derive(Parser)]
@@ -38,6 +39,9 @@ async fn main() -> anyhow::Result<()> {
     }
     if want("aggregator") {
         aggregator::run(&env).await?;
+    }
+    if want("probe") {
+        probe::run(&env).await?;
     }
     Ok(())
 }
