@@ -29,6 +29,9 @@ use tokio_util::sync::CancellationToken;
 pub const SEGMENT_BYTES: u64 = 1 << 20;
 /// Spool bound; the oldest segments are dropped (and counted) beyond it.
 pub const SPOOL_MAX_BYTES: u64 = 64 << 20;
+/// Spool age bound: older events would be refused by ingest and have left the stream's
+/// window anyway (its max_age), so they are dropped and counted.
+pub const SPOOL_MAX_AGE: Duration = Duration::from_secs(7 * 86_400);
 /// Measurements running at once across all targets.
 pub const MAX_CONCURRENT: usize = 16;
 
@@ -49,11 +52,10 @@ pub async fn run(
         .token
         .clone()
         .ok_or_else(|| anyhow::anyhow!("key `token` or `token_file` is required unless --once"))?;
-    let spool = Arc::new(Mutex::new(spool::Spool::open(
-        &config.spool_dir,
-        SEGMENT_BYTES,
-        SPOOL_MAX_BYTES,
-    )?));
+    let spool = Arc::new(Mutex::new(
+        spool::Spool::open(&config.spool_dir, SEGMENT_BYTES, SPOOL_MAX_BYTES)?
+            .with_max_age(SPOOL_MAX_AGE),
+    ));
     let notify = Arc::new(tokio::sync::Notify::new());
     let permits = Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT));
     let mut tasks = tokio::task::JoinSet::new();
@@ -82,13 +84,15 @@ pub async fn run(
                 metrics::measured(target.kind, &ev);
                 let line = serde_json::to_vec(&ev).expect("event serialises");
                 let mut s = spool.lock().unwrap();
-                let before = s.dropped;
+                let (before, before_expired) = (s.dropped, s.expired);
                 if let Err(e) = s.append(&[line]) {
                     ::metrics::counter!(metrics::SPOOL_ERRORS).increment(1);
                     tracing::error!(error = %e, target = %target.name, "cannot spool event");
                 }
                 ::metrics::counter!(metrics::SPOOL_DROPPED, "reason" => "full")
                     .increment(s.dropped - before);
+                ::metrics::counter!(metrics::SPOOL_DROPPED, "reason" => "age")
+                    .increment(s.expired - before_expired);
                 drop(s);
                 notify.notify_one();
             }

@@ -27,7 +27,7 @@ pub fn describe() {
     );
     describe_counter!(
         SPOOL_DROPPED,
-        "Events dropped from the spool: reason=full (oldest over the byte bound)"
+        "Events dropped from the spool: reason=full (oldest over the byte bound) or age (older than 7 days)"
     );
     describe_counter!(
         SPOOL_ERRORS,

@@ -45,9 +45,12 @@ pub struct Spool {
     dir: PathBuf,
     segment_bytes: u64,
     max_bytes: u64,
+    max_age: Option<std::time::Duration>,
     active: Option<(u64, File, u64)>,
     /// Records dropped because the spool exceeded its byte bound.
     pub dropped: u64,
+    /// Records dropped because their segment was last written longer than `max_age` ago.
+    pub expired: u64,
 }
 
 impl Spool {
@@ -58,8 +61,10 @@ impl Spool {
             dir: dir.to_path_buf(),
             segment_bytes,
             max_bytes,
+            max_age: None,
             active: None,
             dropped: 0,
+            expired: 0,
         };
         for seq in spool.segments()? {
             let path = spool.seg_path(seq);
@@ -75,6 +80,13 @@ impl Spool {
             }
         }
         Ok(spool)
+    }
+
+    /// Also bounds the spool by age: a segment last written longer than `max_age` ago is
+    /// dropped (its unsent records counted in `expired`) on the next append.
+    pub fn with_max_age(mut self, max_age: std::time::Duration) -> Spool {
+        self.max_age = Some(max_age);
+        self
     }
 
     fn seg_path(&self, seq: u64) -> PathBuf {
@@ -117,6 +129,26 @@ impl Spool {
     }
 
     fn enforce_bound(&mut self) -> std::io::Result<()> {
+        if let Some(max_age) = self.max_age {
+            let active = self.active.as_ref().map(|(seq, _, _)| *seq);
+            for seq in self.segments()? {
+                let age = std::fs::metadata(self.seg_path(seq))?
+                    .modified()?
+                    .elapsed()
+                    .unwrap_or_default();
+                if Some(seq) == active || age <= max_age {
+                    break;
+                }
+                let (records, n) = self.read_segment(seq)?;
+                self.expired += (records.len() - n) as u64;
+                tracing::warn!(
+                    records = records.len() - n,
+                    age_s = age.as_secs(),
+                    "spool segment older than its age bound: dropping it"
+                );
+                self.remove_segment(seq)?;
+            }
+        }
         loop {
             let segs = self.segments()?;
             let total: u64 = segs
@@ -258,5 +290,22 @@ mod tests {
         assert!(s.dropped > 0);
         let (_, _, batch, _) = s.pending(100).unwrap().unwrap();
         assert_ne!(batch[0], vec![0u8; 12]);
+    }
+
+    #[test]
+    fn age_bound_drops_old_segments_and_counts_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Spool::open(dir.path(), 20, 1 << 20)
+            .unwrap()
+            .with_max_age(std::time::Duration::from_millis(100));
+        s.append(&[vec![1u8; 12]]).unwrap();
+        s.append(&[vec![2u8; 12]]).unwrap();
+        assert_eq!(s.expired, 0, "young segments stay");
+        std::thread::sleep(std::time::Duration::from_millis(250));
+        s.append(&[vec![3u8; 12]]).unwrap();
+        assert_eq!(s.expired, 2);
+        assert_eq!(s.dropped, 0);
+        let (_, _, batch, _) = s.pending(100).unwrap().unwrap();
+        assert_eq!(batch, vec![vec![3u8; 12]]);
     }
 }
