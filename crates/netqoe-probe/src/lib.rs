@@ -3,6 +3,7 @@
 pub mod cert;
 pub mod client_id;
 pub mod config;
+pub mod icmp;
 pub mod measure;
 pub mod netctx;
 pub mod spool;

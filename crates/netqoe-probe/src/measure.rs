@@ -98,12 +98,16 @@ async fn run_phases(
     }
     let addr = SocketAddr::new(ip, t.port);
     if t.kind == Kind::Ping {
-        ev.ping = Some(ping(addr, t.count, ctx).await);
-        if ev.ping.as_ref().and_then(|p| p.received) == Some(0) {
-            return Err(Fail(
-                ErrorStage::Tcp,
-                format!("no connect to {addr} succeeded"),
-            ));
+        let (stats, icmp) = ping(addr, t.count, ctx).await;
+        let lost = stats.received == Some(0);
+        ev.ping = Some(stats);
+        if lost {
+            let how = if icmp {
+                "ICMP echo reply from"
+            } else {
+                "TCP connect to"
+            };
+            return Err(Fail(ErrorStage::Tcp, format!("no {how} {addr} succeeded")));
         }
         return Ok(());
     }
@@ -185,7 +189,18 @@ async fn resolve(t: &Target, host: &str) -> Result<IpAddr, Fail> {
     ip.ok_or_else(|| dns_err("no address records".into()))
 }
 
-async fn ping(addr: SocketAddr, count: u32, ctx: &mut NetworkContext) -> PingStats {
+/// `count` ICMP echoes when an ICMP socket can be opened, else `count` TCP connects to `addr`;
+/// also says whether ICMP was used.
+async fn ping(addr: SocketAddr, count: u32, ctx: &mut NetworkContext) -> (PingStats, bool) {
+    match crate::icmp::echo(addr.ip(), count, Duration::from_secs(1)).await {
+        Ok(replies) => {
+            let rtts: Vec<f64> = replies.into_iter().flatten().collect();
+            return (ping_stats(count, &rtts), true);
+        }
+        Err(error) => {
+            tracing::debug!(%error, "no ICMP socket; pinging with TCP connects");
+        }
+    }
     let mut rtts = Vec::new();
     for i in 0..count {
         if i > 0 {
@@ -197,6 +212,10 @@ async fn ping(addr: SocketAddr, count: u32, ctx: &mut NetworkContext) -> PingSta
             ctx.local_ip = s.local_addr().ok().map(|a| a.ip().to_string());
         }
     }
+    (ping_stats(count, &rtts), false)
+}
+
+fn ping_stats(count: u32, rtts: &[f64]) -> PingStats {
     let mut p = PingStats {
         sent: Some(count),
         received: Some(rtts.len() as u32),
@@ -206,7 +225,7 @@ async fn ping(addr: SocketAddr, count: u32, ctx: &mut NetworkContext) -> PingSta
         p.rtt_min_ms = rtts.iter().cloned().reduce(f64::min);
         p.rtt_max_ms = rtts.iter().cloned().reduce(f64::max);
         p.rtt_avg_ms = Some(rtts.iter().sum::<f64>() / rtts.len() as f64);
-        p.jitter_ms = Some(jitter(&rtts));
+        p.jitter_ms = Some(jitter(rtts));
     }
     p
 }

@@ -167,3 +167,47 @@ async fn failing_stages_are_reported() {
     assert_eq!(http.http_status, Some(503));
     stop.cancel();
 }
+
+/// Whether this process may open an ICMP socket: root (raw) or a group inside Linux's
+/// `net.ipv4.ping_group_range` (datagram).
+fn icmp_allowed() -> bool {
+    let gid = nix::unistd::getegid().as_raw();
+    let range = std::fs::read_to_string("/proc/sys/net/ipv4/ping_group_range").unwrap_or_default();
+    let mut bounds = range
+        .split_whitespace()
+        .filter_map(|v| v.parse::<u32>().ok());
+    let in_range =
+        matches!((bounds.next(), bounds.next()), (Some(lo), Some(hi)) if lo <= gid && gid <= hi);
+    nix::unistd::geteuid().is_root() || in_range
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ping_uses_icmp_echo_where_permitted_else_tcp_connects() {
+    let localhost = "127.0.0.1".parse().unwrap();
+    let replies = netqoe_probe::icmp::echo(localhost, 3, std::time::Duration::from_secs(1)).await;
+    if icmp_allowed() {
+        let replies = replies.expect("an ICMP socket opens");
+        assert_eq!(replies.len(), 3);
+        assert!(
+            replies.iter().all(|r| r.is_some_and(|ms| ms < 100.0)),
+            "{replies:?}"
+        );
+    } else {
+        assert_eq!(
+            replies.unwrap_err().kind(),
+            std::io::ErrorKind::PermissionDenied
+        );
+    }
+
+    // The ping kind reports loss and round trips either way.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let cfg = format!(
+        "[[targets]]\nhost = \"127.0.0.1\"\nport = {}\nkind = \"ping\"\ncount = 4\n",
+        listener.local_addr().unwrap().port()
+    );
+    let ev = netqoe_probe::measure(&parse(&cfg).unwrap().targets[0], "it").await;
+    assert!(ev.is_success(), "{:?}", ev.error_message);
+    let ping = ev.ping.unwrap();
+    assert_eq!((ping.sent, ping.received), (Some(4), Some(4)));
+    assert!(ping.rtt_max_ms.unwrap() >= ping.rtt_min_ms.unwrap());
+}
