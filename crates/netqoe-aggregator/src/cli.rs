@@ -77,7 +77,7 @@ pub struct RunArgs {
     #[arg(
         long,
         env = "NETQOE_AGGREGATOR_MAX_COMMIT_EVENTS",
-        default_value_t = 10_000
+        default_value_t = 20_000
     )]
     pub max_commit_events: usize,
     /// Windows whose last write this instance keeps in memory (a few hundred bytes each) so

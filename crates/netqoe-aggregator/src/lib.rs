@@ -46,7 +46,7 @@ impl RunSettings {
         RunSettings {
             nats_url: nats_url.to_string(),
             batch_size: 2000,
-            max_commit_events: 10_000,
+            max_commit_events: 20_000,
             row_cache: 50_000,
             commit_parallelism: 2,
             fetch_wait: Duration::from_millis(250),
