@@ -16,11 +16,6 @@ use crate::ingest::IngestProcess;
 const SERIES_CLIENTS: usize = 200;
 const SERIES_TARGETS: usize = 10;
 
-pub async fn run(env: &Env) -> anyhow::Result<()> {
-    throughput(env).await?;
-    freshness(env).await
-}
-
 struct Stack {
     _nats: NatsServer,
     _pg: PgServer,
@@ -28,6 +23,26 @@ struct Stack {
     db_url: String,
     js: async_nats::jetstream::Context,
     pool: PgPool,
+}
+
+/// The aggregator's settings as its binary would read them: defaults, overridden by the
+/// `NETQOE_AGGREGATOR_*` environment variables (so a tuning can be measured without a rebuild).
+fn aggregator_settings(nats_url: &str) -> (netqoe_aggregator::RunSettings, netqoe_db::PoolConfig) {
+    #[derive(clap::Parser)]
+    struct FromEnv {
+        #[command(flatten)]
+        run: netqoe_aggregator::cli::RunArgs,
+    }
+    let args = <FromEnv as clap::Parser>::parse_from(["netqoe-aggregator"]).run;
+    let mut settings = netqoe_aggregator::RunSettings::from_cli(nats_url, &args);
+    if std::env::var_os("NETQOE_AGGREGATOR_FETCH_WAIT").is_none() {
+        settings.fetch_wait = Duration::from_millis(100);
+    }
+    let pool = netqoe_db::PoolConfig {
+        max_connections: args.db_connections,
+        ..Default::default()
+    };
+    (settings, pool)
 }
 
 async fn stack() -> anyhow::Result<Stack> {
@@ -76,8 +91,9 @@ fn events(n: usize) -> Vec<netqoe_model::Event> {
 }
 
 /// `aggregator_events_per_s`: consume a pre-filled stream into Postgres, with dedup.
-async fn throughput(env: &Env) -> anyhow::Result<()> {
+pub async fn throughput(env: &Env) -> anyhow::Result<()> {
     let n = env.scaled(1_000_000);
+    let metrics = crate::harness::metrics()?;
     let s = stack().await?;
     let evs = events(n);
     let mut acks = FuturesUnordered::new();
@@ -100,10 +116,9 @@ async fn throughput(env: &Env) -> anyhow::Result<()> {
         a?;
     }
 
-    let mut settings = netqoe_aggregator::RunSettings::new(&s.nats_url);
-    settings.fetch_wait = Duration::from_millis(100);
+    let (settings, pool_config) = aggregator_settings(&s.nats_url);
     let commit = settings.max_commit_events;
-    let pool = netqoe_db::connect(&s.db_url, &Default::default()).await?;
+    let pool = netqoe_db::connect(&s.db_url, &pool_config).await?;
     let shutdown = CancellationToken::new();
     let start = Instant::now();
     let task = tokio::spawn(netqoe_aggregator::run(
@@ -112,22 +127,19 @@ async fn throughput(env: &Env) -> anyhow::Result<()> {
         None,
         shutdown.clone(),
     ));
-    // Poll the consumer rather than agg_1m, so the measurement does not load Postgres.
-    let stream = s.js.get_stream(netqoe_nats::EVENTS_STREAM).await?;
+    // Watch the aggregator's own counter of committed events (what an operator graphs)
+    // rather than polling the consumer's info: on nats-server 2.9, frequent consumer info
+    // requests slow the delivery of the stream's last block to a trickle.
     loop {
-        let info = stream
-            .consumer_info(netqoe_nats::AGGREGATOR_CONSUMER)
-            .await?;
-        if info.num_pending == 0
-            && info.num_ack_pending == 0
-            && info.delivered.stream_sequence >= n as u64
-        {
+        let committed =
+            crate::harness::counter(metrics, "netqoe_aggregator_events_total", "outcome=\"new\"");
+        if committed >= n as u64 {
             break;
         }
-        if start.elapsed() > Duration::from_secs(1200) {
-            bail!("aggregator did not finish {n} events in 20 minutes");
+        if start.elapsed() > Duration::from_secs(1200) || task.is_finished() {
+            bail!("aggregator committed {committed} of {n} events and stopped or took 20 minutes");
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let rate = n as f64 / start.elapsed().as_secs_f64();
     shutdown.cancel();
@@ -200,13 +212,12 @@ async fn raw_limit(
 
 /// `pipeline_freshness_p95_s`: ingest under a steady 5 000 events/s; for each moment, the time
 /// until as many events as ingest had acknowledged are counted in agg_1m.
-async fn freshness(env: &Env) -> anyhow::Result<()> {
+pub async fn freshness(env: &Env) -> anyhow::Result<()> {
     let s = stack().await?;
     let mut ingest = IngestProcess::start_url(&s.nats_url)?;
     ingest.wait_ready().await?;
-    let mut settings = netqoe_aggregator::RunSettings::new(&s.nats_url);
-    settings.fetch_wait = Duration::from_millis(100);
-    let pool = netqoe_db::connect(&s.db_url, &Default::default()).await?;
+    let (settings, pool_config) = aggregator_settings(&s.nats_url);
+    let pool = netqoe_db::connect(&s.db_url, &pool_config).await?;
     let shutdown = CancellationToken::new();
     let agg = tokio::spawn(netqoe_aggregator::run(
         settings,

@@ -1,5 +1,8 @@
 //! The benchmark line format and helpers shared by the benchmarks.
 
+use std::sync::OnceLock;
+
+use netqoe_common::metrics_http::PrometheusHandle;
 use serde::Serialize;
 
 /// Settings every benchmark receives.
@@ -67,4 +70,27 @@ pub fn sample_event(
     e.bytes = Some(65_536);
     e.recv_ts_ms = Some(ts_ms + 5);
     e
+}
+
+/// The process-wide metrics recorder, installed on first use, so benchmarks can read the
+/// counters of the components they run in-process.
+pub fn metrics() -> anyhow::Result<&'static PrometheusHandle> {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    if let Some(h) = HANDLE.get() {
+        return Ok(h);
+    }
+    let handle = netqoe_common::metrics_http::install_recorder()?;
+    Ok(HANDLE.get_or_init(|| handle))
+}
+
+/// Value of counter `name` with the label set containing `label` (e.g. `outcome="new"`), 0
+/// when it has not been recorded yet.
+pub fn counter(handle: &PrometheusHandle, name: &str, label: &str) -> u64 {
+    handle
+        .render()
+        .lines()
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with('{') && l.contains(label))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .map(|v| v as u64)
+        .sum()
 }

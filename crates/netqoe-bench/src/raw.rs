@@ -1,4 +1,5 @@
-//! Raw limits of the machine: pipelined JetStream publish and batched Postgres insert.
+//! Raw limits of the machine: pipelined JetStream publish, pull-and-ack consumption, and
+//! batched Postgres insert.
 
 use std::time::Instant;
 
@@ -15,6 +16,13 @@ pub async fn run(env: &Env) -> anyhow::Result<()> {
     let n = env.scaled(200_000);
     let js_rate = jetstream_publish_per_s(n).await?;
     report("raw_jetstream_publish_per_s", js_rate, "events/s", js_rate);
+    let consume_rate = jetstream_consume_ack_per_s(n).await?;
+    report(
+        "raw_jetstream_consume_ack_per_s",
+        consume_rate,
+        "events/s",
+        consume_rate,
+    );
     let pg_rate = pg_batched_insert_per_s(n).await?;
     report("raw_pg_batched_insert_per_s", pg_rate, "rows/s", pg_rate);
     Ok(())
@@ -26,6 +34,45 @@ pub async fn jetstream_publish_per_s(n: usize) -> anyhow::Result<f64> {
     let client = netqoe_nats::connect(&nats.url(), "netqoe-bench", true).await?;
     let js = async_nats::jetstream::new(client);
     netqoe_nats::provision(&js, netqoe_nats::Scope::Events, &Default::default()).await?;
+    publish(&js, n).await
+}
+
+/// Messages pulled from the `aggregator` consumer and acked one by one per second, nothing
+/// else done with them: the share of the aggregator's work that is NATS's.
+pub async fn jetstream_consume_ack_per_s(n: usize) -> anyhow::Result<f64> {
+    let nats = NatsServer::start()?;
+    let client = netqoe_nats::connect(&nats.url(), "netqoe-bench", true).await?;
+    let js = async_nats::jetstream::new(client);
+    netqoe_nats::provision(&js, netqoe_nats::Scope::All, &Default::default()).await?;
+    publish(&js, n).await?;
+    let consumer: async_nats::jetstream::consumer::PullConsumer = js
+        .get_stream(netqoe_nats::EVENTS_STREAM)
+        .await?
+        .get_consumer(netqoe_nats::AGGREGATOR_CONSUMER)
+        .await
+        .map_err(|e| anyhow::anyhow!("get consumer: {e}"))?;
+    let mut messages = consumer
+        .stream()
+        .max_messages_per_batch(2000)
+        .heartbeat(std::time::Duration::from_secs(5))
+        .expires(std::time::Duration::from_secs(30))
+        .messages()
+        .await
+        .map_err(|e| anyhow::anyhow!("pull: {e}"))?;
+    let start = Instant::now();
+    for _ in 0..n {
+        let msg = messages
+            .next()
+            .await
+            .context("pull ended")?
+            .map_err(|e| anyhow::anyhow!("receive: {e}"))?;
+        msg.ack().await.map_err(|e| anyhow::anyhow!("ack: {e}"))?;
+    }
+    Ok(n as f64 / start.elapsed().as_secs_f64())
+}
+
+/// Publishes `n` sample events with a window of pipelined acks; returns events per second.
+async fn publish(js: &async_nats::jetstream::Context, n: usize) -> anyhow::Result<f64> {
     let bodies: Vec<(String, bytes::Bytes)> = (0..n)
         .map(|i| {
             let id = uuid::Uuid::now_v7();
