@@ -23,7 +23,18 @@ use crate::metrics as m;
 use crate::{dlq, store, RunSettings};
 
 /// Decodes and validates one stream message into an event, or says why it cannot be processed.
+///
+/// Events are judged by when ingest received them, not by when they are consumed. What ingest
+/// publishes is in canonical form and takes the typed fast path; anything else goes through
+/// the full validator, which gives the reason.
 pub fn decode(payload: &[u8]) -> Result<Event, String> {
+    let mut now = None;
+    if let Some(mut event) = netqoe_model::parse_canonical(payload, |recv| {
+        *now.insert(recv.unwrap_or_else(netqoe_model::now_ms))
+    }) {
+        event.recv_ts_ms = now;
+        return Ok(event);
+    }
     let value: Value = serde_json::from_slice(payload).map_err(|e| format!("invalid JSON: {e}"))?;
     // Judge the event's age by when ingest received it, not by when it is consumed.
     let now = netqoe_model::now_ms();
@@ -66,6 +77,12 @@ pub(crate) struct Fetched {
 
 impl Fetched {
     fn append(&mut self, mut other: Fetched) {
+        // Room for a few more batches at once: events are large, so each regrowth is a copy.
+        if self.events.capacity() - self.events.len() < other.events.len() {
+            let more = other.events.len().max(self.events.len());
+            self.events.reserve(more);
+            self.msgs.reserve(more);
+        }
         self.events.append(&mut other.events);
         self.msgs.append(&mut other.msgs);
     }
@@ -77,10 +94,11 @@ impl Fetched {
         if n == 1 {
             return vec![self];
         }
+        let room = self.events.len() / n + self.events.len() / (4 * n) + 16;
         let mut parts: Vec<Fetched> = (0..n)
             .map(|_| Fetched {
-                events: Vec::new(),
-                msgs: Vec::new(),
+                events: Vec::with_capacity(room),
+                msgs: Vec::with_capacity(room),
             })
             .collect();
         for (event, msg) in self.events.into_iter().zip(self.msgs) {

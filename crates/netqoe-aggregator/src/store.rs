@@ -170,16 +170,16 @@ pub async fn apply(
     .await?
     .into_iter()
     .collect();
-    let new_events: Vec<Event> = by_id
-        .values()
-        .filter(|e| fresh.contains(&e.event_id))
-        .map(|e| (*e).clone())
-        .collect();
-    let groups = group(&new_events);
+    let groups = group(
+        by_id
+            .values()
+            .copied()
+            .filter(|e| fresh.contains(&e.event_id)),
+    );
     clock.lap("seen");
     let applied = Applied {
-        new: new_events.len(),
-        duplicate: events.len() - new_events.len(),
+        new: fresh.len(),
+        duplicate: events.len() - fresh.len(),
         rows: groups.len(),
     };
     if groups.is_empty() {

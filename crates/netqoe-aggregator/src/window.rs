@@ -59,10 +59,11 @@ pub struct WindowState {
     pub count_success: u64,
     /// Errors by stage, in [`ErrorStage::ALL`] order.
     pub errors: [u64; 6],
-    /// Sketches of dns, tcp, tls, ttfb, total (ms), in [`TIMINGS`] order.
-    pub timings: [DDSketch; 5],
-    pub throughput: DDSketch,
-    pub jitter: DDSketch,
+    /// Sketches of dns, tcp, tls, ttfb, total (ms), in [`TIMINGS`] order. The sketches are
+    /// boxed (serde encodes a box as its content) so a state is cheap to move around.
+    pub timings: Box<[DDSketch; 5]>,
+    pub throughput: Box<DDSketch>,
+    pub jitter: Box<DDSketch>,
     pub ping_sent: u64,
     pub ping_received: u64,
     /// Newest `recv_ts_ms` merged in.
@@ -85,9 +86,9 @@ impl Default for WindowState {
             count_total: 0,
             count_success: 0,
             errors: [0; 6],
-            timings: std::array::from_fn(|_| sketch()),
-            throughput: sketch(),
-            jitter: sketch(),
+            timings: Box::new(std::array::from_fn(|_| sketch())),
+            throughput: Box::new(sketch()),
+            jitter: Box::new(sketch()),
             ping_sent: 0,
             ping_received: 0,
             last_recv_ms: None,
@@ -165,7 +166,7 @@ impl WindowState {
         for (a, b) in self.errors.iter_mut().zip(other.errors) {
             *a += b;
         }
-        for (a, b) in self.timings.iter_mut().zip(&other.timings) {
+        for (a, b) in self.timings.iter_mut().zip(other.timings.iter()) {
             merge_sketch(a, b);
         }
         merge_sketch(&mut self.throughput, &other.throughput);
@@ -224,12 +225,28 @@ fn merge_sketch(a: &mut DDSketch, b: &DDSketch) {
 }
 
 /// Folds events into one state per window, keys in sorted order (the order rows are locked).
-pub fn group(events: &[Event]) -> BTreeMap<WindowKey, WindowState> {
-    let mut out: BTreeMap<WindowKey, WindowState> = BTreeMap::new();
+pub fn group<'a>(events: impl IntoIterator<Item = &'a Event>) -> BTreeMap<WindowKey, WindowState> {
+    // Keyed by borrowed strings while folding, so each window's key is allocated once.
+    let mut by_key: std::collections::HashMap<(&str, &str, i64), WindowState> =
+        std::collections::HashMap::new();
     for e in events {
-        out.entry(WindowKey::of(e)).or_default().add(e);
+        let window = netqoe_model::window_start_ms(e.ts_ms);
+        by_key
+            .entry((e.client_id.as_str(), e.target.as_str(), window))
+            .or_default()
+            .add(e);
     }
-    out
+    by_key
+        .into_iter()
+        .map(|((client_id, target, window_start_ms), state)| {
+            let key = WindowKey {
+                client_id: client_id.to_string(),
+                target: target.to_string(),
+                window_start_ms,
+            };
+            (key, state)
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -13,8 +13,8 @@ pub use event::{
     SCHEMA_VERSION,
 };
 pub use validate::{
-    validate, validate_at, FieldError, Validated, MAX_ERROR_MESSAGE_CHARS, MAX_FUTURE_MS,
-    MAX_PAST_MS, MAX_TIMING_MS,
+    conforms, parse_canonical, validate, validate_at, FieldError, Validated,
+    MAX_ERROR_MESSAGE_CHARS, MAX_FUTURE_MS, MAX_PAST_MS, MAX_TIMING_MS,
 };
 pub use window::{window_start_ms, WINDOW_MS};
 

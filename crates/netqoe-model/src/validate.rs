@@ -546,5 +546,20 @@ fn is_valid_target(s: &str) -> bool {
     host_ok && port.parse::<u16>().is_ok_and(|p| p > 0)
 }
 
+mod typed;
+pub use typed::{conforms, parse_canonical};
+
+/// Test helper: `v` with the field at dotted `path` (`timings.dns_ms`) set to `value`.
+#[cfg(test)]
+fn with_field(mut v: Value, path: &str, value: Value) -> Value {
+    let parts: Vec<&str> = path.split('.').collect();
+    let mut cur = &mut v;
+    for p in &parts[..parts.len() - 1] {
+        cur = cur.get_mut(*p).expect("parent exists");
+    }
+    cur[parts[parts.len() - 1]] = value;
+    v
+}
+
 #[cfg(test)]
 mod tests;

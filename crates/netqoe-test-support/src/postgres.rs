@@ -171,6 +171,11 @@ impl PgServer {
                 "synchronous_commit=off",
                 "-c",
                 "full_page_writes=off",
+                // A fresh cluster creates every WAL segment it writes; a long-running server
+                // recycles old ones. Not zero-filling new segments keeps throttled tests and
+                // benchmarks from measuring that start-up cost.
+                "-c",
+                "wal_init_zero=off",
                 "-c",
                 "max_connections=200",
                 "-c",

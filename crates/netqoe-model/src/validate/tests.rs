@@ -19,14 +19,7 @@ fn valid() -> Value {
 }
 
 fn with(field: &str, value: Value) -> Value {
-    let mut v = valid();
-    let mut cur = &mut v;
-    let parts: Vec<&str> = field.split('.').collect();
-    for p in &parts[..parts.len() - 1] {
-        cur = cur.get_mut(*p).expect("parent exists");
-    }
-    cur[parts[parts.len() - 1]] = value;
-    v
+    with_field(valid(), field, value)
 }
 
 fn errors(v: &Value) -> Vec<FieldError> {

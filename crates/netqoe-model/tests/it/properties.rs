@@ -1,6 +1,7 @@
-//! Property tests: valid events survive a JSON round trip; mutations never panic the validator.
+//! Property tests: valid events survive a JSON round trip; mutations never panic the validator;
+//! the typed fast path accepts only what the validator accepts, as the same event.
 
-use netqoe_model::{validate_at, Event, Timings};
+use netqoe_model::{parse_canonical, validate_at, Event, Timings};
 use proptest::prelude::*;
 use serde_json::{json, Value};
 
@@ -94,7 +95,8 @@ proptest! {
         prop_assert_eq!(&back.event, &e);
         prop_assert!(back.warnings.is_empty());
         let typed: Event = serde_json::from_str(&text).unwrap();
-        prop_assert_eq!(typed, e);
+        prop_assert_eq!(&typed, &e);
+        prop_assert_eq!(parse_canonical(text.as_bytes(), |_| NOW), Some(e));
     }
 
     #[test]
@@ -117,6 +119,10 @@ proptest! {
             None => value.as_object_mut().unwrap(),
         };
         if delete { obj.remove(key); } else { obj.insert(key.to_string(), replacement); }
+        if let Some(fast) = parse_canonical(value.to_string().as_bytes(), |_| NOW) {
+            let slow = validate_at(&value, NOW).map(|v| v.event);
+            prop_assert_eq!(slow, Ok(fast), "the fast path accepted {}", value);
+        }
         match validate_at(&value, NOW) {
             Ok(v) => {
                 // whatever passed must serialise to something that passes again
