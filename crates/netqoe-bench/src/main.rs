@@ -5,6 +5,10 @@
 
 use clap::Parser;
 
+/// The allocator of `netqoe-aggregator`, which the aggregator benchmark runs in-process.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod aggregator;
 mod harness;
 mod ingest;
