@@ -5,7 +5,8 @@
 
 use clap::Parser;
 
-/// The allocator of `netqoe-aggregator`, which the aggregator benchmark runs in-process.
+/// The allocator of `netqoe-aggregator` (run in-process here) and `netqoe-ingest`, so the
+/// raw references measured in this process compare like with like.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

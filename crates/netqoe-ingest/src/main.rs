@@ -6,6 +6,11 @@ use clap::Parser;
 use netqoe_common::exit;
 use netqoe_ingest::{Cli, Settings};
 
+/// mimalloc, as in the aggregator: every request allocates and frees its body, events and
+/// publish futures, and the benchmark's in-process reference handler uses the same allocator.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
