@@ -4,18 +4,10 @@ use serde_json::{json, Value};
 
 use super::*;
 
-const NOW: i64 = 1_800_000_000_000;
+const NOW: i64 = TEST_NOW;
 
 fn valid() -> Value {
-    json!({
-        "schema_version": "1",
-        "event_id": "0190b5c2-7a1e-7c3a-9b1e-3f6f0e2a1b2c",
-        "client_id": "probe-a1",
-        "ts_ms": NOW - 1000,
-        "target": "https://example.com/health",
-        "timings": {"dns_ms": 12.5, "tcp_ms": 20.0, "tls_ms": 31.0, "http_ttfb_ms": 80.0, "total_ms": 150.0},
-        "http_status": 200
-    })
+    sample_event()
 }
 
 fn with(field: &str, value: Value) -> Value {

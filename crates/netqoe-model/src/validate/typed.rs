@@ -135,29 +135,28 @@ mod tests {
     use super::*;
     use crate::validate::validate_at;
 
-    const NOW: i64 = 1_800_000_000_000;
+    const NOW: i64 = crate::validate::TEST_NOW;
 
+    /// The shared valid event with every optional field of the schema set as well.
     fn full() -> Value {
-        json!({
-            "schema_version": "1",
-            "event_id": "0190b5c2-7a1e-7c3a-9b1e-3f6f0e2a1b2c",
-            "client_id": "probe-a1",
-            "ts_ms": NOW - 1000,
-            "target": "https://example.com/health",
+        let mut v = crate::validate::sample_event();
+        let extra = json!({
             "probe_kind": "http",
             "network_context": {"interface_type": "wifi", "vpn_enabled": false, "user_label": "home",
                 "local_ip": "10.0.0.2", "remote_ip": "2001:db8::1", "ip_version": 4, "resolver": "1.1.1.1:53"},
-            "timings": {"dns_ms": 12.5, "tcp_ms": 20.0, "tls_ms": 31.0, "http_ttfb_ms": 80.0,
-                "transfer_ms": 4.0, "total_ms": 150.0},
             "throughput_kbps": 2500.0,
             "bytes": 65536,
-            "http_status": 200,
             "ping": {"sent": 5, "received": 4, "rtt_min_ms": 1.0, "rtt_avg_ms": 2.0, "rtt_max_ms": 3.0, "jitter_ms": 0.5},
             "tls": {"version": "TLSv1.3", "cert_not_after_ms": NOW + 86_400_000},
             "error_stage": "tls",
             "error_message": "handshake failed",
             "recv_ts_ms": NOW
-        })
+        });
+        for (key, value) in extra.as_object().expect("object") {
+            v[key] = value.clone();
+        }
+        v["timings"]["transfer_ms"] = json!(4.0);
+        v
     }
 
     fn with(field: &str, value: Value) -> Value {
