@@ -53,7 +53,7 @@ pub fn decode(payload: &[u8]) -> Result<Event, String> {
 }
 
 /// Acks committed messages.
-async fn ack_all(msgs: Vec<jetstream::Message>) {
+async fn ack_all(msgs: impl Iterator<Item = jetstream::Message>) {
     for msg in msgs {
         if let Err(error) = msg.ack().await {
             // The commit stands; a lost ack only means a redelivery that dedup absorbs.
@@ -70,48 +70,33 @@ pub fn backoff(attempt: u32, max: Duration) -> Duration {
 }
 
 /// Decoded events of fetched messages, in the same order as the messages.
+#[derive(Default)]
 pub(crate) struct Fetched {
     events: Vec<Event>,
     msgs: Vec<jetstream::Message>,
 }
 
-impl Fetched {
-    fn append(&mut self, mut other: Fetched) {
-        // Room for a few more batches at once: events are large, so each regrowth is a copy.
-        if self.events.capacity() - self.events.len() < other.events.len() {
-            let more = other.events.len().max(self.events.len());
-            self.events.reserve(more);
-            self.msgs.reserve(more);
-        }
-        self.events.append(&mut other.events);
-        self.msgs.append(&mut other.msgs);
+/// The part (of `n`) an event's window belongs to: parts split a batch by client and
+/// target, so no window (and no event) is in two parts and their transactions never wait for
+/// each other.
+fn part_of(event: &Event, n: usize) -> usize {
+    if n <= 1 {
+        return 0;
     }
-
-    /// Splits into up to `n` non-empty parts by client and target, so no window (and no
-    /// event) is in two parts: their transactions never wait for each other.
-    fn split(self, n: usize) -> Vec<Fetched> {
-        let n = n.max(1);
-        if n == 1 {
-            return vec![self];
-        }
-        let room = self.events.len() / n + self.events.len() / (4 * n) + 16;
-        let mut parts: Vec<Fetched> = (0..n)
-            .map(|_| Fetched {
-                events: Vec::with_capacity(room),
-                msgs: Vec::with_capacity(room),
-            })
-            .collect();
-        for (event, msg) in self.events.into_iter().zip(self.msgs) {
-            let mut h = std::collections::hash_map::DefaultHasher::new();
-            (&event.client_id, &event.target).hash(&mut h);
-            let part = &mut parts[(h.finish() % n as u64) as usize];
-            part.events.push(event);
-            part.msgs.push(msg);
-        }
-        parts.retain(|p| !p.events.is_empty());
-        parts
-    }
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (&event.client_id, &event.target).hash(&mut h);
+    (h.finish() % n as u64) as usize
 }
+
+/// One fetched batch, decoded and already split into its parts.
+struct Batch {
+    parts: Vec<Fetched>,
+    events: usize,
+}
+
+/// The events of consecutive batches that go into one transaction, kept in the chunks they
+/// were decoded into (events are large: they are never copied into one long buffer).
+pub(crate) type Chunks = Vec<Fetched>;
 
 pub(crate) struct Consumer {
     pub js: jetstream::Context,
@@ -158,22 +143,29 @@ impl Consumer {
         // In flight: the commit in hand, the queue and the fetch under way; kept below the
         // consumer's max_ack_pending so fetching never stalls on it.
         let queue = (max_events / batch_size).max(1);
-        let (tx, mut rx) = mpsc::channel::<Fetched>(queue);
+        let (tx, mut rx) = mpsc::channel::<Batch>(queue);
         let fetcher = tokio::spawn(self.clone().fetch_loop(tx));
         let mut acks = tokio::task::JoinSet::new();
-        while let Some(mut batch) = rx.recv().await {
-            while batch.events.len() + batch_size <= max_events {
+        while let Some(first) = rx.recv().await {
+            let mut events = first.events;
+            let mut parts: Vec<Chunks> = first.parts.into_iter().map(|p| vec![p]).collect();
+            while events + batch_size <= max_events {
                 match rx.try_recv() {
-                    Ok(more) => batch.append(more),
+                    Ok(more) => {
+                        events += more.events;
+                        for (chunks, part) in parts.iter_mut().zip(more.parts) {
+                            chunks.push(part);
+                        }
+                    }
                     Err(_) => break,
                 }
             }
             // Disjoint sets of windows commit side by side on their own connections; acks go
             // out in the background while the next batch commits.
-            let parts = batch.split(self.settings.commit_parallelism);
+            parts.retain(|chunks| chunks.iter().any(|c| !c.events.is_empty()));
             let done = futures::future::join_all(parts.into_iter().map(|p| self.process(p))).await;
-            for msgs in done.into_iter().flatten() {
-                acks.spawn(ack_all(msgs));
+            for chunks in done.into_iter().flatten() {
+                acks.spawn(ack_all(chunks.into_iter().flat_map(|c| c.msgs)));
             }
             while acks.try_join_next().is_some() {}
         }
@@ -184,7 +176,7 @@ impl Consumer {
 
     /// Fetches and decodes batches until shutdown, sending bad messages to the DLQ and the
     /// rest to the committer.
-    async fn fetch_loop(self: Arc<Self>, tx: mpsc::Sender<Fetched>) {
+    async fn fetch_loop(self: Arc<Self>, tx: mpsc::Sender<Batch>) {
         let mut messages: Option<pull::Stream> = None;
         let mut failures = 0u32;
         while !self.shutdown.is_cancelled() {
@@ -215,8 +207,8 @@ impl Consumer {
                 self.set_ready(true);
                 continue;
             }
-            let fetched = self.decode_batch(batch).await;
-            if !fetched.events.is_empty() && tx.send(fetched).await.is_err() {
+            let decoded = self.decode_batch(batch).await;
+            if decoded.events > 0 && tx.send(decoded).await.is_err() {
                 break;
             }
         }
@@ -290,28 +282,39 @@ impl Consumer {
         }
     }
 
-    /// Decodes a fetched batch; undecodable or invalid messages go to the DLQ.
-    async fn decode_batch(&self, batch: Vec<jetstream::Message>) -> Fetched {
-        let mut fetched = Fetched {
-            events: Vec::with_capacity(batch.len()),
-            msgs: Vec::with_capacity(batch.len()),
+    /// Decodes a fetched batch into its parts; undecodable or invalid messages go to the DLQ.
+    async fn decode_batch(&self, batch: Vec<jetstream::Message>) -> Batch {
+        let n = self.settings.commit_parallelism.max(1);
+        let room = batch.len() / n + batch.len() / (4 * n) + 16;
+        let mut decoded = Batch {
+            parts: (0..n)
+                .map(|_| Fetched {
+                    events: Vec::with_capacity(room),
+                    msgs: Vec::with_capacity(room),
+                })
+                .collect(),
+            events: 0,
         };
         for msg in batch {
             match decode(&msg.payload) {
                 Ok(e) => {
-                    fetched.events.push(e);
-                    fetched.msgs.push(msg);
+                    let part = &mut decoded.parts[part_of(&e, n)];
+                    part.events.push(e);
+                    part.msgs.push(msg);
+                    decoded.events += 1;
                 }
                 Err(reason) => self.dead_letter(msg, &reason).await,
             }
         }
-        fetched
+        decoded
     }
 
-    /// Commits one batch, retrying while Postgres is unavailable; returns its messages to ack,
-    /// or None when shutdown came first and they were handed back for redelivery.
-    async fn process(&self, batch: Fetched) -> Option<Vec<jetstream::Message>> {
-        let Fetched { events, msgs: good } = batch;
+    /// Commits one part of a transaction, retrying while Postgres is unavailable; returns its
+    /// chunks, whose messages are to be acked, or None when shutdown came first and they were
+    /// handed back for redelivery.
+    async fn process(&self, chunks: Chunks) -> Option<Chunks> {
+        let events: Vec<&Event> = chunks.iter().flat_map(|c| c.events.iter()).collect();
+        let good = || chunks.iter().flat_map(|c| c.msgs.iter());
         let mut attempt = 0u32;
         let mut last_progress = Instant::now();
         loop {
@@ -334,7 +337,7 @@ impl Consumer {
                             events = events.len(),
                             "shutting down with an uncommitted batch; it will be redelivered"
                         );
-                        for msg in &good {
+                        for msg in good() {
                             let _ = msg.ack_with(AckKind::Nak(None)).await;
                         }
                         return None;
@@ -342,7 +345,7 @@ impl Consumer {
                     // Keep the messages ours while Postgres is away instead of letting
                     // them be redelivered every ack wait.
                     if last_progress.elapsed() > Duration::from_secs(10) {
-                        for msg in &good {
+                        for msg in good() {
                             let _ = msg.ack_with(AckKind::Progress).await;
                         }
                         last_progress = Instant::now();
@@ -352,10 +355,11 @@ impl Consumer {
                 }
             }
         }
-        Some(good)
+        drop(events);
+        Some(chunks)
     }
 
-    fn committed(&self, events: &[Event], applied: store::Applied) {
+    fn committed(&self, events: &[&Event], applied: store::Applied) {
         metrics::counter!(m::BATCHES).increment(1);
         metrics::counter!(m::ROWS).increment(applied.rows as u64);
         metrics::counter!(m::EVENTS, "outcome" => "new").increment(applied.new as u64);

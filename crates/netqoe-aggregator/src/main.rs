@@ -11,10 +11,11 @@ use netqoe_common::exit;
 /// churn (page faults on regrown buffers, fragmentation) cost about a tenth of the
 /// throughput in `make bench`.
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: netqoe_common::alloc::MiMalloc = netqoe_common::alloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    netqoe_common::alloc::tune();
     let mut cli = Cli::parse();
     netqoe_common::logging::init(cli.log.log_format);
     let command = cli.command.take().unwrap_or(Command::Run);

@@ -144,13 +144,13 @@ pub(crate) fn ts(ms: i64) -> DateTime<Utc> {
 /// writes and is only updated after the commit.
 pub async fn apply(
     pool: &PgPool,
-    events: &[Event],
+    events: &[&Event],
     cache: &RowCache,
 ) -> Result<Applied, sqlx::Error> {
     // One entry per event id, sorted: the insert order into events_seen.
     let mut by_id: BTreeMap<Uuid, &Event> = BTreeMap::new();
     for e in events {
-        by_id.entry(e.event_id).or_insert(e);
+        by_id.entry(e.event_id).or_insert(*e);
     }
     let ids: Vec<Uuid> = by_id.keys().copied().collect();
     let clients: Vec<&str> = by_id.values().map(|e| e.client_id.as_str()).collect();

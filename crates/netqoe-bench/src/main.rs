@@ -8,7 +8,7 @@ use clap::Parser;
 /// The allocator of `netqoe-aggregator` (run in-process here) and `netqoe-ingest`, so the
 /// raw references measured in this process compare like with like.
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: netqoe_common::alloc::MiMalloc = netqoe_common::alloc::MiMalloc;
 
 mod aggregator;
 mod harness;
@@ -31,6 +31,7 @@ struct Cli {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    netqoe_common::alloc::tune();
     let cli = Cli::parse();
     // Logs of the components under test only when asked for (RUST_LOG), on stderr.
     if std::env::var_os("RUST_LOG").is_some() {

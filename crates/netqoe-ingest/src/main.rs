@@ -9,10 +9,11 @@ use netqoe_ingest::{Cli, Settings};
 /// mimalloc, as in the aggregator: every request allocates and frees its body, events and
 /// publish futures, and the benchmark's in-process reference handler uses the same allocator.
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: netqoe_common::alloc::MiMalloc = netqoe_common::alloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    netqoe_common::alloc::tune();
     let cli = Cli::parse();
     netqoe_common::logging::init(cli.log.log_format);
     let settings = match Settings::from_cli(&cli) {
