@@ -16,8 +16,12 @@ pub const PURGE_DELAY_MS: i64 = 10_000;
 /// of its options).
 const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 
-/// Applies the allocator settings; call first thing in `main`.
+/// Applies the allocator settings; call first thing in `main`. A purge delay given in
+/// `MIMALLOC_PURGE_DELAY` is left as the operator set it.
 pub fn tune() {
+    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_some() {
+        return;
+    }
     // SAFETY: mi_option_set stores one integer in mimalloc's option table; it takes no
     // pointers and may be called at any time, from any thread.
     #[allow(unsafe_code)]
@@ -42,8 +46,8 @@ mod tests {
         if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
             // mimalloc v3's default purge delay: the option index names the right option.
             assert_eq!(super::purge_delay_ms(), 1000);
+            super::tune();
+            assert_eq!(super::purge_delay_ms(), super::PURGE_DELAY_MS);
         }
-        super::tune();
-        assert_eq!(super::purge_delay_ms(), super::PURGE_DELAY_MS);
     }
 }
