@@ -192,12 +192,35 @@ impl WindowState {
         self.errors[i]
     }
 
-    /// Bytes for `agg_1m.sketch_state`.
+    /// Bytes for `agg_1m.sketch_state`: exactly as long as they need to be (they are kept
+    /// in the row cache). The postcard and LZ4 passes write into per-thread buffers that keep
+    /// their capacity, so encoding a batch's windows allocates one vector per window.
     pub fn encode(&self) -> Vec<u8> {
-        let plain = postcard::to_allocvec(self).expect("window state serialises");
-        let mut out = vec![FORMAT_POSTCARD_LZ4];
-        out.extend(lz4_flex::compress_prepend_size(&plain));
-        out
+        thread_local! {
+            static BUFFERS: std::cell::RefCell<(Vec<u8>, Vec<u8>)> =
+                std::cell::RefCell::new((vec![0; 4 * 1024], Vec::new()));
+        }
+        BUFFERS.with_borrow_mut(|(plain, packed)| {
+            let len = loop {
+                match postcard::to_slice(self, plain) {
+                    Ok(bytes) => break bytes.len(),
+                    Err(postcard::Error::SerializeBufferFull) => {
+                        let grown = plain.len() * 2;
+                        plain.resize(grown, 0);
+                    }
+                    Err(e) => panic!("window state serialises: {e}"),
+                }
+            };
+            // The layout of lz4_flex's compress_prepend_size: u32 LE length, then the block.
+            packed.resize(lz4_flex::block::get_maximum_output_size(len), 0);
+            let n = lz4_flex::block::compress_into(&plain[..len], packed)
+                .expect("the output has the block's maximum size");
+            let mut out = Vec::with_capacity(5 + n);
+            out.push(FORMAT_POSTCARD_LZ4);
+            out.extend_from_slice(&(len as u32).to_le_bytes());
+            out.extend_from_slice(&packed[..n]);
+            out
+        })
     }
 
     /// Reads `agg_1m.sketch_state`; empty bytes are an empty state.

@@ -165,3 +165,33 @@ fn compressed_state_is_small_and_plain_postcard_rows_still_read() {
         .unwrap_err()
         .starts_with("corrupt sketch_state"));
 }
+
+#[test]
+fn format_2_is_the_lz4_size_prepended_block_of_postcard_even_for_wide_states() {
+    // Timings from a microsecond to a day fill every sketch to its bin limit: the plain
+    // encoding outgrows the encoder's first buffer.
+    let events: Vec<_> = (0..4000)
+        .map(|i| event("c", 0, 1e-3 * 1.0105f64.powi(i), None))
+        .collect();
+    let wide = group(&events).into_values().next().unwrap();
+    let one = group(&[event("c", 0, 12.5, None)])
+        .into_values()
+        .next()
+        .unwrap();
+    for state in [&wide, &one, &one] {
+        let plain = postcard::to_allocvec(state).unwrap();
+        let mut expected = vec![2u8];
+        expected.extend(lz4_flex::compress_prepend_size(&plain));
+        let encoded = state.encode();
+        assert_eq!(encoded, expected);
+        assert_eq!(
+            encoded.capacity(),
+            encoded.len(),
+            "no spare room kept in the cache"
+        );
+    }
+    assert!(postcard::to_allocvec(&wide).unwrap().len() > 4 * 1024);
+    let back = WindowState::decode(&wide.encode()).unwrap();
+    assert_eq!(summarise(&back.timings[0]), summarise(&wide.timings[0]));
+    assert_eq!(back.count_total, 4000);
+}
