@@ -17,8 +17,8 @@ const SERIES_CLIENTS: usize = 200;
 const SERIES_TARGETS: usize = 10;
 
 struct Stack {
-    _nats: NatsServer,
-    _pg: PgServer,
+    nats: NatsServer,
+    pg: PgServer,
     nats_url: String,
     db_url: String,
     js: async_nats::jetstream::Context,
@@ -56,12 +56,39 @@ async fn stack() -> anyhow::Result<Stack> {
     netqoe_nats::provision(&js, netqoe_nats::Scope::All, &Default::default()).await?;
     Ok(Stack {
         nats_url: nats.url(),
-        _nats: nats,
-        _pg: pg,
+        nats,
+        pg,
         db_url,
         js,
         pool,
     })
+}
+
+/// CPU seconds used so far by this process (the aggregator runs in it), Postgres with its
+/// backends, and nats-server: where the time of a run goes, whatever else the machine does.
+struct CpuSplit {
+    aggregator: f64,
+    postgres: f64,
+    nats: f64,
+}
+
+impl CpuSplit {
+    fn read(s: &Stack) -> anyhow::Result<CpuSplit> {
+        let pid = |p: Option<u32>, what: &str| p.with_context(|| format!("{what} is not running"));
+        Ok(CpuSplit {
+            aggregator: crate::harness::cpu_seconds(std::process::id())?,
+            postgres: crate::harness::tree_cpu_seconds(pid(s.pg.pid(), "postgres")?)?,
+            nats: crate::harness::cpu_seconds(pid(s.nats.pid(), "nats-server")?)?,
+        })
+    }
+
+    fn minus(&self, before: &CpuSplit) -> CpuSplit {
+        CpuSplit {
+            aggregator: self.aggregator - before.aggregator,
+            postgres: self.postgres - before.postgres,
+            nats: self.nats - before.nats,
+        }
+    }
 }
 
 async fn total(pool: &PgPool) -> anyhow::Result<i64> {
@@ -120,6 +147,7 @@ pub async fn throughput(env: &Env) -> anyhow::Result<()> {
     let commit = settings.max_commit_events;
     let pool = netqoe_db::connect(&s.db_url, &pool_config).await?;
     let shutdown = CancellationToken::new();
+    let cpu_before = CpuSplit::read(&s)?;
     let start = Instant::now();
     let task = tokio::spawn(netqoe_aggregator::run(
         settings,
@@ -142,6 +170,13 @@ pub async fn throughput(env: &Env) -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let rate = n as f64 / start.elapsed().as_secs_f64();
+    let cpu = CpuSplit::read(&s)?.minus(&cpu_before);
+    eprintln!(
+        "[bench] aggregator_events_per_s: CPU per event: aggregator {:.1} µs, postgres {:.1} µs, nats-server {:.1} µs",
+        cpu.aggregator / n as f64 * 1e6,
+        cpu.postgres / n as f64 * 1e6,
+        cpu.nats / n as f64 * 1e6,
+    );
     shutdown.cancel();
     task.await??;
     let counted = total(&s.pool).await?;

@@ -94,3 +94,58 @@ pub fn counter(handle: &PrometheusHandle, name: &str, label: &str) -> u64 {
         .map(|v| v as u64)
         .sum()
 }
+
+/// Fields of `/proc/<pid>/stat` from field 3 (the state) on; the command name before them may
+/// hold spaces.
+fn stat_fields(pid: u32) -> anyhow::Result<Vec<String>> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    let rest = stat
+        .rsplit_once(") ")
+        .ok_or_else(|| anyhow::anyhow!("malformed /proc/{pid}/stat"))?
+        .1;
+    Ok(rest.split_whitespace().map(str::to_string).collect())
+}
+
+fn ticks(fields: &[String], from: usize, to: usize) -> anyhow::Result<f64> {
+    let mut sum = 0.0;
+    for f in &fields[from..=to] {
+        sum += f.parse::<f64>()?;
+    }
+    Ok(sum)
+}
+
+/// User plus system CPU time of `pid` so far, in seconds.
+pub fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
+    Ok(ticks(&stat_fields(pid)?, 11, 12)? / clock_ticks())
+}
+
+/// CPU time of `pid`, of its children that it reaped, and of its live children, in seconds:
+/// a PostgreSQL server with its backends.
+pub fn tree_cpu_seconds(pid: u32) -> anyhow::Result<f64> {
+    let mut total = ticks(&stat_fields(pid)?, 11, 14)?;
+    for entry in std::fs::read_dir("/proc")?.flatten() {
+        let Some(child) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        // A process may exit between the listing and the read.
+        if let Ok(fields) = stat_fields(child) {
+            if fields.get(1).and_then(|p| p.parse::<u32>().ok()) == Some(pid) {
+                total += ticks(&fields, 11, 12).unwrap_or(0.0);
+            }
+        }
+    }
+    Ok(total / clock_ticks())
+}
+
+fn clock_ticks() -> f64 {
+    std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok()?.trim().parse().ok())
+        .unwrap_or(100.0)
+}

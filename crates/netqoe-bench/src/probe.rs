@@ -59,9 +59,9 @@ pub async fn run(env: &Env) -> anyhow::Result<()> {
     // Let every target run once before measuring the steady state.
     tokio::time::sleep(Duration::from_secs(6)).await;
     let secs = (60.0 * env.scale).clamp(15.0, 60.0);
-    let (t0, cpu0) = (Instant::now(), cpu_seconds(pid)?);
+    let (t0, cpu0) = (Instant::now(), crate::harness::cpu_seconds(pid)?);
     tokio::time::sleep(Duration::from_secs_f64(secs)).await;
-    let cpu = (cpu_seconds(pid)? - cpu0) / t0.elapsed().as_secs_f64() * 100.0;
+    let cpu = (crate::harness::cpu_seconds(pid)? - cpu0) / t0.elapsed().as_secs_f64() * 100.0;
     let rss = peak_rss_mb(pid)?;
     drop(probe);
     drop(lab);
@@ -133,25 +133,6 @@ async fn wait_for(ok: impl Fn() -> bool) -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     Ok(())
-}
-
-/// User plus system CPU time of `pid` so far, in seconds.
-fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    // Fields after the command name (which may hold spaces) start at the state, field 3.
-    let rest = stat.rsplit_once(") ").context("malformed /proc stat")?.1;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: f64 = fields[11].parse::<f64>()? + fields[12].parse::<f64>()?;
-    Ok(ticks / clock_ticks())
-}
-
-fn clock_ticks() -> f64 {
-    Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok()?.trim().parse().ok())
-        .unwrap_or(100.0)
 }
 
 /// Peak resident set (VmHWM) of `pid` in MB.
