@@ -549,35 +549,7 @@ fn is_valid_target(s: &str) -> bool {
 mod typed;
 pub use typed::{conforms, parse_canonical};
 
-/// Test clock of the validator's unit tests.
 #[cfg(test)]
-const TEST_NOW: i64 = 1_800_000_000_000;
-
-/// Test fixture: a valid event at [`TEST_NOW`] with the required fields, timings and status.
-#[cfg(test)]
-fn sample_event() -> Value {
-    serde_json::json!({
-        "schema_version": "1",
-        "event_id": "0190b5c2-7a1e-7c3a-9b1e-3f6f0e2a1b2c",
-        "client_id": "probe-a1",
-        "ts_ms": TEST_NOW - 1000,
-        "target": "https://example.com/health",
-        "timings": {"dns_ms": 12.5, "tcp_ms": 20.0, "tls_ms": 31.0, "http_ttfb_ms": 80.0, "total_ms": 150.0},
-        "http_status": 200
-    })
-}
-
-/// Test helper: `v` with the field at dotted `path` (`timings.dns_ms`) set to `value`.
-#[cfg(test)]
-fn with_field(mut v: Value, path: &str, value: Value) -> Value {
-    let parts: Vec<&str> = path.split('.').collect();
-    let mut cur = &mut v;
-    for p in &parts[..parts.len() - 1] {
-        cur = cur.get_mut(*p).expect("parent exists");
-    }
-    cur[parts[parts.len() - 1]] = value;
-    v
-}
-
+mod fixtures;
 #[cfg(test)]
 mod tests;

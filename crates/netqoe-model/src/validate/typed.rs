@@ -135,11 +135,11 @@ mod tests {
     use super::*;
     use crate::validate::validate_at;
 
-    const NOW: i64 = crate::validate::TEST_NOW;
+    const NOW: i64 = crate::validate::fixtures::TEST_NOW;
 
     /// The shared valid event with every optional field of the schema set as well.
     fn full() -> Value {
-        let mut v = crate::validate::sample_event();
+        let mut v = crate::validate::fixtures::sample_event();
         let extra = json!({
             "probe_kind": "http",
             "network_context": {"interface_type": "wifi", "vpn_enabled": false, "user_label": "home",
@@ -160,7 +160,7 @@ mod tests {
     }
 
     fn with(field: &str, value: Value) -> Value {
-        crate::validate::with_field(full(), field, value)
+        crate::validate::fixtures::with_field(full(), field, value)
     }
 
     /// The fast path's answer, checked against the full validator: whatever it accepts, the
@@ -193,18 +193,13 @@ mod tests {
     #[test]
     fn never_accepts_what_the_validator_rejects() {
         let long = |n: usize| Value::String("a".repeat(n));
+        // Beyond the validator's own table: values near what the typed parse could let by.
         let cases: Vec<(&str, Value)> = vec![
-            ("schema_version", json!("2")),
             ("schema_version", json!("1.x")),
-            ("event_id", json!("not-a-uuid")),
             ("event_id", json!("0190b5c2-7a1e-1c3a-9b1e-3f6f0e2a1b2c")),
-            ("client_id", json!("")),
-            ("client_id", json!("bad id")),
             ("client_id", json!("é")),
-            ("client_id", long(129)),
             ("ts_ms", json!(NOW - MAX_PAST_MS - 1)),
             ("ts_ms", json!(NOW + MAX_FUTURE_MS + 1)),
-            ("ts_ms", json!(1.5)),
             ("target", json!("")),
             ("target", json!("no port")),
             ("target", json!("host:0")),
@@ -212,33 +207,27 @@ mod tests {
                 "target",
                 Value::String(format!("https://{}", "a".repeat(505))),
             ),
-            ("probe_kind", json!("icmp")),
             ("network_context.interface_type", json!("modem")),
-            ("network_context.vpn_enabled", json!("yes")),
             ("network_context.user_label", json!("")),
             ("network_context.user_label", long(257)),
             ("network_context.local_ip", json!("10.0.0")),
             ("network_context.remote_ip", json!("host")),
-            ("network_context.ip_version", json!(5)),
             ("network_context.resolver", json!("")),
             ("timings.dns_ms", json!(-1.0)),
             ("timings.tcp_ms", json!(600_000.5)),
             ("timings.total_ms", json!("12")),
-            ("throughput_kbps", json!(-0.5)),
-            ("bytes", json!(-1)),
             ("bytes", json!(u64::MAX)),
-            ("http_status", json!(99)),
-            ("http_status", json!(600)),
             ("ping.received", json!(6)),
             ("ping.sent", json!(-1)),
             ("ping.jitter_ms", json!(700_000.0)),
             ("tls.version", json!("")),
-            ("tls.cert_not_after_ms", json!("soon")),
             ("error_stage", json!("dhcp")),
-            ("error_message", long(1025)),
             ("recv_ts_ms", json!(1.5)),
         ];
-        for (field, value) in cases {
+        let shared = crate::validate::fixtures::rejected_cases()
+            .into_iter()
+            .map(|(field, value, _)| (field, value));
+        for (field, value) in shared.chain(cases) {
             let v = with(field, value.clone());
             assert!(
                 validate_at(&v, NOW).is_err(),
