@@ -46,8 +46,8 @@ fn aggregator_settings(nats_url: &str) -> (netqoe_aggregator::RunSettings, netqo
 }
 
 async fn stack() -> anyhow::Result<Stack> {
-    let nats = NatsServer::start()?;
-    let pg = PgServer::start()?;
+    let nats = crate::harness::nats_server()?;
+    let pg = crate::harness::pg_server()?;
     let db_url = pg.create_database("bench").await?;
     let pool = netqoe_db::connect(&db_url, &Default::default()).await?;
     netqoe_db::migrate(&pool).await?;
@@ -177,6 +177,12 @@ pub async fn throughput(env: &Env) -> anyhow::Result<()> {
         cpu.postgres / n as f64 * 1e6,
         cpu.nats / n as f64 * 1e6,
     );
+    let rows = crate::harness::counter(metrics, "netqoe_aggregator_rows_written_total", "");
+    let txs = crate::harness::counter(metrics, "netqoe_aggregator_batches_committed_total", "");
+    eprintln!(
+        "[bench] aggregator_events_per_s: {rows} rows written ({:.3} per event) in {txs} transactions",
+        rows as f64 / n as f64
+    );
     shutdown.cancel();
     task.await??;
     let counted = total(&s.pool).await?;
@@ -205,6 +211,7 @@ async fn raw_limit(
     .execute(pool)
     .await?;
     let start = Instant::now();
+    let mut upserts = 0;
     for chunk in evs.chunks(batch) {
         let mut tx = pool.begin().await?;
         let ids: Vec<uuid::Uuid> = chunk.iter().map(|e| e.event_id).collect();
@@ -230,6 +237,7 @@ async fn raw_limit(
         let t: Vec<&str> = keys.keys().map(|k| k.1).collect();
         let w: Vec<f64> = keys.keys().map(|k| k.2 as f64 / 1000.0).collect();
         let n: Vec<i64> = keys.values().copied().collect();
+        upserts += n.len();
         sqlx::query(
             "INSERT INTO raw_agg SELECT c, t, to_timestamp(w), n FROM UNNEST($1::text[], $2::text[], $3::float8[], $4::bigint[]) AS u(c, t, w, n) \
              ON CONFLICT (client_id, target, window_start_ts) DO UPDATE SET n = raw_agg.n + excluded.n",
@@ -242,7 +250,12 @@ async fn raw_limit(
         .await?;
         tx.commit().await?;
     }
-    Ok(evs.len() as f64 / start.elapsed().as_secs_f64())
+    let rate = evs.len() as f64 / start.elapsed().as_secs_f64();
+    eprintln!(
+        "[bench] aggregator_events_per_s: limit {upserts} row upserts ({:.3} per event)",
+        upserts as f64 / evs.len() as f64
+    );
+    Ok(rate)
 }
 
 /// `pipeline_freshness_p95_s`: ingest under a steady 5 000 events/s; for each moment, the time

@@ -3,6 +3,7 @@
 use std::sync::OnceLock;
 
 use netqoe_common::metrics_http::PrometheusHandle;
+use netqoe_test_support::{NatsServer, PgServer};
 use serde::Serialize;
 
 /// Settings every benchmark receives.
@@ -89,7 +90,11 @@ pub fn counter(handle: &PrometheusHandle, name: &str, label: &str) -> u64 {
     handle
         .render()
         .lines()
-        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with('{') && l.contains(label))
+        .filter(|l| {
+            let rest = l.strip_prefix(name).unwrap_or_default();
+            (rest.starts_with('{') && l.contains(label))
+                || (label.is_empty() && rest.starts_with(' '))
+        })
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .map(|v| v as u64)
         .sum()
@@ -148,4 +153,30 @@ fn clock_ticks() -> f64 {
         .ok()
         .and_then(|o| String::from_utf8(o.stdout).ok()?.trim().parse().ok())
         .unwrap_or(100.0)
+}
+
+/// Runs `start` (which spawns a server) with transparent huge pages as the machine sets them:
+/// this process turned them off for itself, and children inherit that flag, but the servers
+/// under the benchmarks should run as they would on their own.
+fn as_on_its_own<T>(start: impl FnOnce() -> anyhow::Result<T>) -> anyhow::Result<T> {
+    use nix::sys::prctl::{get_thp_disable, set_thp_disable};
+    let off = get_thp_disable().unwrap_or(false);
+    if off {
+        let _ = set_thp_disable(false);
+    }
+    let server = start();
+    if off {
+        let _ = set_thp_disable(true);
+    }
+    server
+}
+
+/// A nats-server for a benchmark (see [`as_on_its_own`]).
+pub fn nats_server() -> anyhow::Result<NatsServer> {
+    as_on_its_own(NatsServer::start)
+}
+
+/// A PostgreSQL server for a benchmark (see [`as_on_its_own`]).
+pub fn pg_server() -> anyhow::Result<PgServer> {
+    as_on_its_own(PgServer::start)
 }

@@ -24,7 +24,7 @@ pub async fn run(env: &Env) -> anyhow::Result<()> {
     let secs = (10.0 * env.scale).clamp(2.0, 30.0);
     let duration = Duration::from_secs_f64(secs);
 
-    let nats = NatsServer::start()?;
+    let nats = crate::harness::nats_server()?;
     let (limit_rate, limit_p99) = minimal_handler(&nats, duration).await?;
     let mut ingest = IngestProcess::start(&nats)?;
     ingest.wait_ready().await?;

@@ -7,7 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use netqoe_test_support::{free_port, NatsServer};
+use netqoe_test_support::free_port;
 
 use crate::harness::{report, Env};
 use crate::ingest::IngestProcess;
@@ -17,7 +17,7 @@ const RSS_BUDGET_MB: f64 = 20.0;
 const CPU_BUDGET_PERCENT: f64 = 2.0;
 
 pub async fn run(env: &Env) -> anyhow::Result<()> {
-    let nats = NatsServer::start()?;
+    let nats = crate::harness::nats_server()?;
     let mut ingest = IngestProcess::start(&nats)?;
     ingest.wait_ready().await?;
     let dir = tempfile::tempdir()?;

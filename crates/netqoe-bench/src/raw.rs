@@ -5,7 +5,6 @@ use std::time::Instant;
 
 use anyhow::Context;
 use futures::stream::{FuturesUnordered, StreamExt};
-use netqoe_test_support::{NatsServer, PgServer};
 
 use crate::harness::{report, sample_event, Env};
 
@@ -30,7 +29,7 @@ pub async fn run(env: &Env) -> anyhow::Result<()> {
 
 /// Events (JSON bodies with `Nats-Msg-Id`) published per second with a window of pipelined acks.
 pub async fn jetstream_publish_per_s(n: usize) -> anyhow::Result<f64> {
-    let nats = NatsServer::start()?;
+    let nats = crate::harness::nats_server()?;
     let client = netqoe_nats::connect(&nats.url(), "netqoe-bench", true).await?;
     let js = async_nats::jetstream::new(client);
     netqoe_nats::provision(&js, netqoe_nats::Scope::Events, &Default::default()).await?;
@@ -40,7 +39,7 @@ pub async fn jetstream_publish_per_s(n: usize) -> anyhow::Result<f64> {
 /// Messages pulled from the `aggregator` consumer and acked one by one per second, nothing
 /// else done with them: the share of the aggregator's work that is NATS's.
 pub async fn jetstream_consume_ack_per_s(n: usize) -> anyhow::Result<f64> {
-    let nats = NatsServer::start()?;
+    let nats = crate::harness::nats_server()?;
     let client = netqoe_nats::connect(&nats.url(), "netqoe-bench", true).await?;
     let js = async_nats::jetstream::new(client);
     netqoe_nats::provision(&js, netqoe_nats::Scope::All, &Default::default()).await?;
@@ -59,6 +58,8 @@ pub async fn jetstream_consume_ack_per_s(n: usize) -> anyhow::Result<f64> {
         .messages()
         .await
         .map_err(|e| anyhow::anyhow!("pull: {e}"))?;
+    let nats_pid = nats.pid().context("nats-server is not running")?;
+    let cpu_before = crate::harness::cpu_seconds(nats_pid)?;
     let start = Instant::now();
     for _ in 0..n {
         let msg = messages
@@ -68,7 +69,12 @@ pub async fn jetstream_consume_ack_per_s(n: usize) -> anyhow::Result<f64> {
             .map_err(|e| anyhow::anyhow!("receive: {e}"))?;
         msg.ack().await.map_err(|e| anyhow::anyhow!("ack: {e}"))?;
     }
-    Ok(n as f64 / start.elapsed().as_secs_f64())
+    let rate = n as f64 / start.elapsed().as_secs_f64();
+    eprintln!(
+        "[bench] raw_jetstream_consume_ack_per_s: CPU per event: nats-server {:.1} µs",
+        (crate::harness::cpu_seconds(nats_pid)? - cpu_before) / n as f64 * 1e6
+    );
+    Ok(rate)
 }
 
 /// Publishes `n` sample events with a window of pipelined acks; returns events per second.
@@ -119,7 +125,7 @@ async fn publish(js: &async_nats::jetstream::Context, n: usize) -> anyhow::Resul
 
 /// Event ids inserted per second into an indexed uuid table, 1 000 per UNNEST statement.
 pub async fn pg_batched_insert_per_s(n: usize) -> anyhow::Result<f64> {
-    let pg = PgServer::start()?;
+    let pg = crate::harness::pg_server()?;
     let url = pg.create_database("bench_raw").await?;
     let pool = netqoe_db::connect(&url, &Default::default()).await?;
     sqlx::query("CREATE TABLE raw_ids (event_id uuid PRIMARY KEY, client_id text NOT NULL, ts_ms bigint NOT NULL)")
