@@ -262,8 +262,7 @@ async fn raw_limit(
 /// until as many events as ingest had acknowledged are counted in agg_1m.
 pub async fn freshness(env: &Env) -> anyhow::Result<()> {
     let s = stack().await?;
-    let mut ingest = IngestProcess::start_url(&s.nats_url)?;
-    ingest.wait_ready().await?;
+    let ingest = IngestProcess::ready_url(&s.nats_url).await?;
     let (settings, pool_config) = aggregator_settings(&s.nats_url);
     let pool = netqoe_db::connect(&s.db_url, &pool_config).await?;
     let shutdown = CancellationToken::new();

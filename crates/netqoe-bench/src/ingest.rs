@@ -26,8 +26,7 @@ pub async fn run(env: &Env) -> anyhow::Result<()> {
 
     let nats = crate::harness::nats_server()?;
     let (limit_rate, limit_p99) = minimal_handler(&nats, duration).await?;
-    let mut ingest = IngestProcess::start(&nats)?;
-    ingest.wait_ready().await?;
+    let ingest = IngestProcess::ready(&nats).await?;
 
     let single = load(
         LoadConfig {
@@ -147,11 +146,30 @@ pub struct IngestProcess {
 }
 
 impl IngestProcess {
-    pub fn start(nats: &NatsServer) -> anyhow::Result<IngestProcess> {
-        Self::start_url(&nats.url())
+    /// Starts ingest against `nats` and waits until it is ready.
+    pub async fn ready(nats: &NatsServer) -> anyhow::Result<IngestProcess> {
+        Self::ready_url(&nats.url()).await
     }
 
-    pub fn start_url(nats_url: &str) -> anyhow::Result<IngestProcess> {
+    /// Starts ingest against `nats_url` and waits until it is ready. Its ports are picked
+    /// free just before it binds them; when another process took one in between, ingest
+    /// exits at once, and it is started again on new ports.
+    pub async fn ready_url(nats_url: &str) -> anyhow::Result<IngestProcess> {
+        let mut attempt = 1;
+        loop {
+            let mut ingest = Self::spawn(nats_url)?;
+            match ingest.wait_ready().await {
+                Ok(()) => return Ok(ingest),
+                Err(Exited(status)) if attempt < 3 => {
+                    eprintln!("[bench] netqoe-ingest exited with {status} while starting; starting it again on other ports");
+                    attempt += 1;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    fn spawn(nats_url: &str) -> anyhow::Result<IngestProcess> {
         let bin = std::env::current_exe()?.with_file_name("netqoe-ingest");
         if !bin.is_file() {
             bail!("{} is missing: build it with `cargo build --release -p netqoe-ingest` (make bench does)", bin.display());
@@ -183,7 +201,7 @@ impl IngestProcess {
         })
     }
 
-    pub async fn wait_ready(&mut self) -> anyhow::Result<()> {
+    async fn wait_ready(&mut self) -> Result<(), NotReady> {
         let start = Instant::now();
         let http = reqwest::Client::new();
         loop {
@@ -192,11 +210,11 @@ impl IngestProcess {
                     return Ok(());
                 }
             }
-            if let Some(status) = self.child.try_wait()? {
-                bail!("netqoe-ingest exited with {status}");
+            if let Some(status) = self.child.try_wait().map_err(anyhow::Error::from)? {
+                return Err(Exited(status));
             }
             if start.elapsed() > Duration::from_secs(20) {
-                bail!("netqoe-ingest not ready after 20 s");
+                return Err(anyhow::anyhow!("netqoe-ingest not ready after 20 s").into());
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -208,17 +226,32 @@ impl IngestProcess {
     }
 }
 
-impl Drop for IngestProcess {
-    fn drop(&mut self) {
-        let _ = nix_kill(self.child.id());
-        let _ = self.child.wait();
+/// Why ingest did not become ready.
+enum NotReady {
+    Exited(std::process::ExitStatus),
+    Other(anyhow::Error),
+}
+use NotReady::Exited;
+
+impl From<anyhow::Error> for NotReady {
+    fn from(e: anyhow::Error) -> NotReady {
+        NotReady::Other(e)
     }
 }
 
-fn nix_kill(pid: u32) -> std::io::Result<()> {
-    Command::new("kill")
-        .arg("-TERM")
-        .arg(pid.to_string())
-        .status()
-        .map(|_| ())
+impl From<NotReady> for anyhow::Error {
+    fn from(e: NotReady) -> anyhow::Error {
+        match e {
+            Exited(status) => anyhow::anyhow!("netqoe-ingest exited with {status}"),
+            NotReady::Other(e) => e,
+        }
+    }
+}
+
+impl Drop for IngestProcess {
+    fn drop(&mut self) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let _ = self.child.wait();
+    }
 }

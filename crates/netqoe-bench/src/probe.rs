@@ -18,8 +18,7 @@ const CPU_BUDGET_PERCENT: f64 = 2.0;
 
 pub async fn run(env: &Env) -> anyhow::Result<()> {
     let nats = crate::harness::nats_server()?;
-    let mut ingest = IngestProcess::start(&nats)?;
-    ingest.wait_ready().await?;
+    let ingest = IngestProcess::ready(&nats).await?;
     let dir = tempfile::tempdir()?;
     let (http, https, dns) = (free_port(), free_port(), free_port());
     let lab = Guard(
