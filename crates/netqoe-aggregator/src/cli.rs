@@ -81,8 +81,9 @@ pub struct RunArgs {
     )]
     pub max_commit_events: usize,
     /// Windows whose last write this instance keeps in memory (a few hundred bytes each) so
-    /// the next batch touching them skips reading them; every write is still checked against
-    /// the row's version. 0 turns the cache off.
+    /// the next batch touching them skips reading them; a window not in it is written as new
+    /// without a read, and read only if it turns out to exist. Every write is checked against
+    /// the row's version. 0 turns the cache off (every window is read first).
     #[arg(long, env = "NETQOE_AGGREGATOR_ROW_CACHE", default_value_t = 50_000)]
     pub row_cache: usize,
     /// Transactions committed side by side, each on its own share of the windows (split by

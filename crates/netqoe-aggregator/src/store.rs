@@ -7,6 +7,12 @@
 //! onto a base (this instance's cached last write, else the committed row) and written only
 //! if the row still has the base's version; a row another instance changed meanwhile is
 //! locked by the upsert, re-read and merged again. A stale copy never overwrites a newer row.
+//!
+//! With the cache on, a window missing from it is taken to be new and written as an insert
+//! without reading it first: in a stream that moves forward in time, that is what a miss
+//! almost always is. When the row exists after all (written by another instance, evicted, or
+//! from before a restart), the insert's version guard leaves it alone but locked, and it is
+//! read and merged like any row changed by another writer.
 
 use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, Instant};
@@ -199,9 +205,11 @@ pub async fn apply(
         }
     }
     let hits = base.len();
-    for (key, version, bytes) in read_rows(&mut tx, &misses).await? {
-        if let Some((k, _)) = groups.get_key_value(&key) {
-            base.insert(k, (version, bytes));
+    if !cache.enabled() {
+        for (key, version, bytes) in read_rows(&mut tx, &misses).await? {
+            if let Some((k, _)) = groups.get_key_value(&key) {
+                base.insert(k, (version, bytes));
+            }
         }
     }
     clock.lap("read");
@@ -209,13 +217,14 @@ pub async fn apply(
     clock.lap("merge");
 
     // One version-guarded upsert in key order; rows changed by another instance since their
-    // base was read are locked by it and merged again onto their current state.
+    // base was read, and rows taken to be new that exist, are locked by it and merged again
+    // onto their current state.
     let mut written = rows::write_rows(&mut tx, &rows).await?;
     let stale: Vec<&WindowKey> = rows.keys().filter(|k| !written.contains_key(*k)).collect();
     if !stale.is_empty() {
         tracing::debug!(
             rows = stale.len(),
-            "windows changed by another writer; merging again"
+            "windows not cached or changed by another writer; merging again"
         );
         let mut current: BTreeMap<WindowKey, Versioned> = read_rows(&mut tx, &stale)
             .await?

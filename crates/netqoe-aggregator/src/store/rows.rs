@@ -47,6 +47,11 @@ impl RowCache {
         }
     }
 
+    /// Whether rows are kept at all (a capacity above 0).
+    pub(super) fn enabled(&self) -> bool {
+        self.rows.is_some()
+    }
+
     pub(super) fn get(&self, key: &WindowKey) -> Option<Versioned> {
         let rows = self.rows.as_ref()?;
         let mut rows = rows.lock().unwrap_or_else(|p| p.into_inner());
@@ -248,7 +253,9 @@ mod tests {
         cache.put(key(3), 7, vec![3]);
         assert_eq!(cache.get(&key(1)), None, "least recent row evicted");
         assert_eq!(cache.get(&key(3)), Some((7, vec![3])));
+        assert!(cache.enabled());
         let off = RowCache::new(0);
+        assert!(!off.enabled());
         off.put(key(1), 1, vec![]);
         assert_eq!(off.get(&key(1)), None);
     }
