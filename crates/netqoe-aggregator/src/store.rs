@@ -154,34 +154,47 @@ pub async fn apply(
     cache: &RowCache,
 ) -> Result<Applied, sqlx::Error> {
     // One entry per event id, sorted: the insert order into events_seen.
-    let mut by_id: BTreeMap<Uuid, &Event> = BTreeMap::new();
-    for e in events {
-        by_id.entry(e.event_id).or_insert(*e);
-    }
-    let ids: Vec<Uuid> = by_id.keys().copied().collect();
-    let clients: Vec<&str> = by_id.values().map(|e| e.client_id.as_str()).collect();
-    let ts_ms: Vec<i64> = by_id.values().map(|e| e.ts_ms).collect();
+    let mut by_id: Vec<&Event> = events.to_vec();
+    by_id.sort_unstable_by_key(|e| e.event_id);
+    by_id.dedup_by_key(|e| e.event_id);
+    let ids: Vec<Uuid> = by_id.iter().map(|e| e.event_id).collect();
+    let clients: Vec<&str> = by_id.iter().map(|e| e.client_id.as_str()).collect();
+    let ts_ms: Vec<i64> = by_id.iter().map(|e| e.ts_ms).collect();
 
     let mut clock = Phases::start();
     let mut tx = pool.begin().await?;
-    let fresh: HashSet<Uuid> = sqlx::query_scalar(
+    let inserted = sqlx::query(
         "INSERT INTO events_seen (event_id, client_id, ts_ms) \
-         SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::bigint[]) \
-         ON CONFLICT (event_id) DO NOTHING RETURNING event_id",
+         SELECT unnest($1::uuid[]), unnest($2::text[]), unnest($3::bigint[]) \
+         ON CONFLICT (event_id) DO NOTHING",
     )
     .bind(&ids)
     .bind(&clients)
     .bind(&ts_ms)
-    .fetch_all(&mut *tx)
+    .execute(&mut *tx)
     .await?
-    .into_iter()
-    .collect();
-    let groups = group(
+    .rows_affected();
+    // Usually every id is new. Otherwise the new ones are those this transaction inserted
+    // (their xmin is its id); the others were merged before, or by an instance that
+    // committed them first.
+    let fresh: Vec<&Event> = if inserted == ids.len() as u64 {
         by_id
-            .values()
-            .copied()
-            .filter(|e| fresh.contains(&e.event_id)),
-    );
+    } else {
+        let new: HashSet<Uuid> = sqlx::query_scalar(
+            "SELECT event_id FROM events_seen \
+             WHERE event_id = ANY($1) AND xmin = pg_current_xact_id()::xid",
+        )
+        .bind(&ids)
+        .fetch_all(&mut *tx)
+        .await?
+        .into_iter()
+        .collect();
+        by_id
+            .into_iter()
+            .filter(|e| new.contains(&e.event_id))
+            .collect()
+    };
+    let groups = group(fresh.iter().copied());
     clock.lap("seen");
     let applied = Applied {
         new: fresh.len(),

@@ -197,7 +197,8 @@ pub async fn throughput(env: &Env) -> anyhow::Result<()> {
 
 /// The same event ids inserted into an indexed uuid table plus one row upsert per distinct
 /// window key of each transaction, in transactions as large as the aggregator's while it
-/// works off a backlog: what the aggregator cannot beat.
+/// works off a backlog: what the aggregator cannot beat. The arrays are unnested in the select
+/// list, the aggregator's own (fastest) form of a batched insert.
 async fn raw_limit(
     pool: &PgPool,
     evs: &[netqoe_model::Event],
@@ -217,7 +218,7 @@ async fn raw_limit(
         let ids: Vec<uuid::Uuid> = chunk.iter().map(|e| e.event_id).collect();
         let clients: Vec<&str> = chunk.iter().map(|e| e.client_id.as_str()).collect();
         let ts: Vec<i64> = chunk.iter().map(|e| e.ts_ms).collect();
-        sqlx::query("INSERT INTO raw_seen SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::bigint[]) ON CONFLICT DO NOTHING")
+        sqlx::query("INSERT INTO raw_seen SELECT unnest($1::uuid[]), unnest($2::text[]), unnest($3::bigint[]) ON CONFLICT DO NOTHING")
             .bind(&ids)
             .bind(&clients)
             .bind(&ts)
@@ -239,7 +240,7 @@ async fn raw_limit(
         let n: Vec<i64> = keys.values().copied().collect();
         upserts += n.len();
         sqlx::query(
-            "INSERT INTO raw_agg SELECT c, t, to_timestamp(w), n FROM UNNEST($1::text[], $2::text[], $3::float8[], $4::bigint[]) AS u(c, t, w, n) \
+            "INSERT INTO raw_agg SELECT unnest($1::text[]), unnest($2::text[]), to_timestamp(unnest($3::float8[])), unnest($4::bigint[]) \
              ON CONFLICT (client_id, target, window_start_ts) DO UPDATE SET n = raw_agg.n + excluded.n",
         )
         .bind(&c)

@@ -138,7 +138,7 @@ pub async fn pg_batched_insert_per_s(n: usize) -> anyhow::Result<f64> {
             .map(|i| format!("client-{}", i % 2000))
             .collect();
         let ts: Vec<i64> = vec![1_800_000_000_000; chunk.len()];
-        sqlx::query("INSERT INTO raw_ids SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::bigint[]) ON CONFLICT DO NOTHING")
+        sqlx::query("INSERT INTO raw_ids SELECT unnest($1::uuid[]), unnest($2::text[]), unnest($3::bigint[]) ON CONFLICT DO NOTHING")
             .bind(chunk)
             .bind(&clients)
             .bind(&ts)

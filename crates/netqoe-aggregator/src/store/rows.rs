@@ -1,7 +1,7 @@
 //! Writing `agg_1m` rows: the column list, the version-guarded upsert of a batch's merged
 //! windows, and the cache of rows this instance wrote last.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 use std::num::NonZeroUsize;
 use std::sync::{Mutex, OnceLock};
 
@@ -104,16 +104,21 @@ pub(super) fn columns() -> Vec<(String, &'static str)> {
 /// Inserts new windows and updates existing ones in one statement, in key order. The
 /// conflict action only writes a row still at the version the merge started from
 /// (`version - 1`); a row another instance changed meanwhile is left alone but locked, and
-/// not returned.
+/// not counted in the rows affected.
+///
+/// The arrays are unnested in the select list, not in `FROM UNNEST(...)`: in FROM, Postgres
+/// first copies every row of all the arrays into a tuplestore and then reads it back; in the
+/// select list the rows stream straight into the insert (one `ProjectSet` node, the arrays in
+/// lockstep). For rows this wide that cut Postgres's CPU per event by about a tenth.
 pub(super) fn upsert_sql() -> &'static str {
     static SQL: OnceLock<String> = OnceLock::new();
     SQL.get_or_init(|| {
         let cols = columns();
         let names: Vec<&str> = cols.iter().map(|(n, _)| n.as_str()).collect();
-        let params: Vec<String> = cols
+        let values: Vec<String> = cols
             .iter()
             .enumerate()
-            .map(|(i, (_, cast))| format!("${}::{cast}", i + 1))
+            .map(|(i, (name, cast))| format!("unnest(${}::{cast}) AS {name}", i + 1))
             .collect();
         let sets: Vec<String> = names[3..]
             .iter()
@@ -121,12 +126,11 @@ pub(super) fn upsert_sql() -> &'static str {
             .collect();
         format!(
             "INSERT INTO agg_1m AS a ({names}, updated_at) \
-             SELECT {names}, now() FROM UNNEST({params}) AS u({names}) \
+             SELECT {values}, now() \
              ON CONFLICT (client_id, target, window_start_ts) DO UPDATE SET {sets}, updated_at = now() \
-             WHERE a.version = excluded.version - 1 \
-             RETURNING a.client_id, a.target, a.window_start_ts",
+             WHERE a.version = excluded.version - 1",
             names = names.join(", "),
-            params = params.join(", "),
+            values = values.join(", "),
             sets = sets.join(", "),
         )
     })
@@ -136,7 +140,8 @@ pub(super) fn upsert_sql() -> &'static str {
 pub(super) type Written = BTreeMap<WindowKey, Versioned>;
 
 /// Writes `rows`; returns the rows written. Rows missing from the answer were changed by
-/// another instance since their base was read; they are now locked by `tx`.
+/// another instance since their base was read (or taken to be new and found to exist); they
+/// are now locked by `tx`. No keys of `rows` may have been written earlier in `tx`.
 pub(super) async fn write_rows(
     tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
     rows: &BTreeMap<WindowKey, Row>,
@@ -146,7 +151,7 @@ pub(super) async fn write_rows(
     let int = |f: &dyn Fn(&WindowState) -> u64| states().map(|w| f(w) as i64).collect::<Vec<_>>();
     // Bind order must follow `columns()`: keys, 3 counts, 6 error counts, then per timing
     // metric a count and five stats, throughput, ping, jitter, state, last_recv, version.
-    let mut q = sqlx::query_as::<_, (String, String, DateTime<Utc>)>(upsert_sql())
+    let mut q = sqlx::query(upsert_sql())
         .bind(
             rows.keys()
                 .map(|k| k.client_id.as_str())
@@ -190,19 +195,46 @@ pub(super) async fn write_rows(
         .bind(&encoded)
         .bind(states().map(|w| w.last_recv_ms.map(ts)).collect::<Vec<_>>())
         .bind(&versions);
-    let written: HashSet<(String, String, i64)> = q
-        .fetch_all(&mut **tx)
-        .await?
-        .into_iter()
-        .map(|(c, t, w)| (c, t, w.timestamp_millis()))
-        .collect();
-    Ok(rows
-        .keys()
-        .zip(versions.into_iter().zip(encoded))
-        .filter(|(k, _)| {
-            written.contains(&(k.client_id.clone(), k.target.clone(), k.window_start_ms))
-        })
+    let affected = q.execute(&mut **tx).await?.rows_affected();
+    let rows_and_writes = rows.keys().zip(versions.into_iter().zip(encoded));
+    if affected == rows.len() as u64 {
+        return Ok(rows_and_writes.map(|(k, v)| (k.clone(), v)).collect());
+    }
+    let written = written_by(tx, rows.keys()).await?;
+    Ok(rows_and_writes
+        .filter(|(k, _)| written.contains(*k))
         .map(|(k, v)| (k.clone(), v))
+        .collect())
+}
+
+/// Which of `keys` this transaction has written: rows it only locked keep the xmin of the
+/// transaction that wrote them.
+async fn written_by<'a>(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    keys: impl Iterator<Item = &'a WindowKey> + Clone,
+) -> Result<BTreeSet<WindowKey>, sqlx::Error> {
+    let found: Vec<(String, String, DateTime<Utc>)> = sqlx::query_as(
+        "SELECT a.client_id, a.target, a.window_start_ts FROM agg_1m a \
+         JOIN UNNEST($1::text[], $2::text[], $3::timestamptz[]) AS u(c, t, w) \
+           ON a.client_id = u.c AND a.target = u.t AND a.window_start_ts = u.w \
+         WHERE a.xmin = pg_current_xact_id()::xid",
+    )
+    .bind(
+        keys.clone()
+            .map(|k| k.client_id.as_str())
+            .collect::<Vec<_>>(),
+    )
+    .bind(keys.clone().map(|k| k.target.as_str()).collect::<Vec<_>>())
+    .bind(keys.map(|k| ts(k.window_start_ms)).collect::<Vec<_>>())
+    .fetch_all(&mut **tx)
+    .await?;
+    Ok(found
+        .into_iter()
+        .map(|(client_id, target, w)| WindowKey {
+            client_id,
+            target,
+            window_start_ms: w.timestamp_millis(),
+        })
         .collect())
 }
 
@@ -215,7 +247,7 @@ mod tests {
         let sql = upsert_sql();
         let cols = columns();
         assert_eq!(cols.len(), 3 + 3 + 6 + 5 * 6 + 4 + 4 + 2 + 1);
-        assert!(sql.contains(&format!("${}::bigint[]", cols.len())));
+        assert!(sql.contains(&format!("unnest(${}::bigint[]) AS version", cols.len())));
         assert!(!sql.contains(&format!("${}", cols.len() + 1)));
         for (name, _) in &cols[3..] {
             assert!(sql.contains(&format!("{name} = excluded.{name}")), "{name}");
