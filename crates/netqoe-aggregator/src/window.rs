@@ -108,15 +108,55 @@ pub struct Summary {
     pub max: Option<f64>,
 }
 
+/// Which percentiles of a sketch to compute: each is a scan of its bins.
+#[derive(Debug, Clone, Copy)]
+pub struct Wanted {
+    pub p05: bool,
+    pub p50: bool,
+    pub p95: bool,
+    pub p99: bool,
+}
+
+impl Wanted {
+    pub const ALL: Wanted = Wanted {
+        p05: true,
+        p50: true,
+        p95: true,
+        p99: true,
+    };
+    /// The `<m>_p50`, `_p95`, `_p99` columns of a timing metric.
+    pub const TIMING: Wanted = Wanted {
+        p05: false,
+        ..Wanted::ALL
+    };
+    /// `throughput_p05`, `_p50`, `_p95`.
+    pub const THROUGHPUT: Wanted = Wanted {
+        p99: false,
+        ..Wanted::ALL
+    };
+    /// `jitter_p50`.
+    pub const MEDIAN: Wanted = Wanted {
+        p05: false,
+        p50: true,
+        p95: false,
+        p99: false,
+    };
+}
+
 /// Summary of `s`: percentiles by sketches-ddsketch's rank `floor(q * (n - 1))`.
 pub fn summarise(s: &DDSketch) -> Summary {
-    let q = |q: f64| s.quantile(q).ok().flatten();
+    summarise_some(s, Wanted::ALL)
+}
+
+/// Summary of `s` with only the `wanted` percentiles (the others None).
+pub fn summarise_some(s: &DDSketch, wanted: Wanted) -> Summary {
+    let q = |want: bool, q: f64| want.then(|| s.quantile(q).ok().flatten()).flatten();
     Summary {
         count: s.count() as u64,
-        p05: q(0.05),
-        p50: q(0.50),
-        p95: q(0.95),
-        p99: q(0.99),
+        p05: q(wanted.p05, 0.05),
+        p50: q(wanted.p50, 0.50),
+        p95: q(wanted.p95, 0.95),
+        p99: q(wanted.p99, 0.99),
         min: s.min(),
         max: s.max(),
     }
@@ -247,26 +287,42 @@ fn merge_sketch(a: &mut DDSketch, b: &DDSketch) {
     }
 }
 
-/// Folds events into one state per window, keys in sorted order (the order rows are locked).
-pub fn group<'a>(events: impl IntoIterator<Item = &'a Event>) -> BTreeMap<WindowKey, WindowState> {
-    // Keyed by borrowed strings while folding, so each window's key is allocated once.
-    let mut by_key: std::collections::HashMap<(&str, &str, i64), WindowState> =
+/// Events by window, keys in sorted order (the order rows are locked).
+pub fn by_window<'a>(
+    events: impl IntoIterator<Item = &'a Event>,
+) -> BTreeMap<WindowKey, Vec<&'a Event>> {
+    // Keyed by borrowed strings while sorting, so each window's key is allocated once.
+    let mut by_key: std::collections::HashMap<(&str, &str, i64), Vec<&Event>> =
         std::collections::HashMap::new();
     for e in events {
         let window = netqoe_model::window_start_ms(e.ts_ms);
         by_key
             .entry((e.client_id.as_str(), e.target.as_str(), window))
             .or_default()
-            .add(e);
+            .push(e);
     }
     by_key
         .into_iter()
-        .map(|((client_id, target, window_start_ms), state)| {
+        .map(|((client_id, target, window_start_ms), events)| {
             let key = WindowKey {
                 client_id: client_id.to_string(),
                 target: target.to_string(),
                 window_start_ms,
             };
+            (key, events)
+        })
+        .collect()
+}
+
+/// Folds events into one state per window, keys in sorted order.
+pub fn group<'a>(events: impl IntoIterator<Item = &'a Event>) -> BTreeMap<WindowKey, WindowState> {
+    by_window(events)
+        .into_iter()
+        .map(|(key, events)| {
+            let mut state = WindowState::default();
+            for e in events {
+                state.add(e);
+            }
             (key, state)
         })
         .collect()

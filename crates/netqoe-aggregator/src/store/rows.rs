@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use netqoe_model::ErrorStage;
 
 use super::ts;
-use crate::window::{summarise, WindowKey, WindowState};
+use crate::window::{summarise_some, Wanted, WindowKey, WindowState};
 
 /// A window to write: its merged state and the version it was merged onto (0: the row did
 /// not exist).
@@ -170,7 +170,9 @@ pub(super) async fn write_rows(
         q = q.bind(int(&|w| w.errors_of(stage)));
     }
     for i in 0..crate::window::TIMINGS.len() {
-        let sums: Vec<_> = states().map(|w| summarise(&w.timings[i])).collect();
+        let sums: Vec<_> = states()
+            .map(|w| summarise_some(&w.timings[i], Wanted::TIMING))
+            .collect();
         q = q
             .bind(sums.iter().map(|s| s.count as i64).collect::<Vec<_>>())
             .bind(sums.iter().map(|s| s.p50).collect::<Vec<_>>())
@@ -179,8 +181,12 @@ pub(super) async fn write_rows(
             .bind(sums.iter().map(|s| s.min).collect::<Vec<_>>())
             .bind(sums.iter().map(|s| s.max).collect::<Vec<_>>());
     }
-    let tput: Vec<_> = states().map(|w| summarise(&w.throughput)).collect();
-    let jitter: Vec<_> = states().map(|w| summarise(&w.jitter)).collect();
+    let tput: Vec<_> = states()
+        .map(|w| summarise_some(&w.throughput, Wanted::THROUGHPUT))
+        .collect();
+    let jitter: Vec<_> = states()
+        .map(|w| summarise_some(&w.jitter, Wanted::MEDIAN))
+        .collect();
     let versions: Vec<i64> = rows.values().map(|r| r.next_version(now_us)).collect();
     let encoded: Vec<Vec<u8>> = states().map(WindowState::encode).collect();
     q = q

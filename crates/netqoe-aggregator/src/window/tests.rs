@@ -195,3 +195,30 @@ fn format_2_is_the_lz4_size_prepended_block_of_postcard_even_for_wide_states() {
     assert_eq!(summarise(&back.timings[0]), summarise(&wide.timings[0]));
     assert_eq!(back.count_total, 4000);
 }
+
+#[test]
+fn only_the_wanted_percentiles_are_computed() {
+    let events: Vec<_> = (1..=100).map(|i| event("c", 0, i as f64, None)).collect();
+    let w = group(&events).into_values().next().unwrap();
+    let all = summarise(&w.timings[0]);
+    let timing = summarise_some(&w.timings[0], Wanted::TIMING);
+    assert_eq!(timing.p05, None);
+    assert_eq!(
+        (timing.p50, timing.p95, timing.p99),
+        (all.p50, all.p95, all.p99)
+    );
+    assert_eq!(
+        (timing.count, timing.min, timing.max),
+        (100, Some(1.0), Some(100.0))
+    );
+    let tput = summarise_some(&w.timings[0], Wanted::THROUGHPUT);
+    assert_eq!(
+        (tput.p05, tput.p50, tput.p95, tput.p99),
+        (all.p05, all.p50, all.p95, None)
+    );
+    let median = summarise_some(&w.timings[0], Wanted::MEDIAN);
+    assert_eq!(
+        (median.p05, median.p50, median.p95, median.p99),
+        (None, all.p50, None, None)
+    );
+}
