@@ -238,22 +238,16 @@ impl WindowState {
     pub fn encode(&self) -> Vec<u8> {
         thread_local! {
             static BUFFERS: std::cell::RefCell<(Vec<u8>, Vec<u8>)> =
-                std::cell::RefCell::new((vec![0; 4 * 1024], Vec::new()));
+                const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
         }
         BUFFERS.with_borrow_mut(|(plain, packed)| {
-            let len = loop {
-                match postcard::to_slice(self, plain) {
-                    Ok(bytes) => break bytes.len(),
-                    Err(postcard::Error::SerializeBufferFull) => {
-                        let grown = plain.len() * 2;
-                        plain.resize(grown, 0);
-                    }
-                    Err(e) => panic!("window state serialises: {e}"),
-                }
-            };
+            plain.clear();
+            postcard::serialize_with_flavor(self, Plain(plain))
+                .unwrap_or_else(|e| panic!("window state serialises: {e}"));
+            let len = plain.len();
             // The layout of lz4_flex's compress_prepend_size: u32 LE length, then the block.
             packed.resize(lz4_flex::block::get_maximum_output_size(len), 0);
-            let n = lz4_flex::block::compress_into(&plain[..len], packed)
+            let n = lz4_flex::block::compress_into(plain, packed)
                 .expect("the output has the block's maximum size");
             let mut out = Vec::with_capacity(5 + n);
             out.push(FORMAT_POSTCARD_LZ4);
@@ -277,6 +271,32 @@ impl WindowState {
             }
             Some((v, _)) => Err(format!("unknown sketch_state format version {v}")),
         }
+    }
+}
+
+/// A postcard output that appends to a vector and writes one-byte pieces (most of a
+/// state: the varints of its empty bins) without a call to `memcpy`, which postcard's
+/// slice output makes for every piece.
+struct Plain<'a>(&'a mut Vec<u8>);
+
+impl postcard::ser_flavors::Flavor for Plain<'_> {
+    type Output = ();
+
+    fn try_push(&mut self, byte: u8) -> postcard::Result<()> {
+        self.0.push(byte);
+        Ok(())
+    }
+
+    fn try_extend(&mut self, bytes: &[u8]) -> postcard::Result<()> {
+        match bytes {
+            [byte] => self.0.push(*byte),
+            _ => self.0.extend_from_slice(bytes),
+        }
+        Ok(())
+    }
+
+    fn finalize(self) -> postcard::Result<()> {
+        Ok(())
     }
 }
 

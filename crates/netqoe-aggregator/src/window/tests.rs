@@ -169,7 +169,8 @@ fn compressed_state_is_small_and_plain_postcard_rows_still_read() {
 #[test]
 fn format_2_is_the_lz4_size_prepended_block_of_postcard_even_for_wide_states() {
     // Timings from a microsecond to a day fill every sketch to its bin limit: the plain
-    // encoding outgrows the encoder's first buffer.
+    // encoding is many kilobytes, and the buffers reused by the next encoding must not leak
+    // into it (the one-event state is encoded after the wide one).
     let events: Vec<_> = (0..4000)
         .map(|i| event("c", 0, 1e-3 * 1.0105f64.powi(i), None))
         .collect();
