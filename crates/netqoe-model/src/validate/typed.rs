@@ -54,6 +54,10 @@ pub fn conforms(e: &Event, now_ms: i64) -> bool {
 
 /// True when the JSON text opens an array outside a string.
 fn has_array(json: &[u8]) -> bool {
+    // Almost no event has a `[` at all: one vectorised search settles it.
+    if memchr::memchr(b'[', json).is_none() {
+        return false;
+    }
     let mut in_string = false;
     let mut escaped = false;
     for &b in json {
@@ -270,6 +274,11 @@ mod tests {
             has_array(br#"{"a":"\\",[1]}"#),
             "an escaped backslash ends the escape"
         );
+        assert!(
+            has_array(br#"{"t":"[::1]:80","a":[1]}"#),
+            "an array after a bracket inside a string"
+        );
+        assert!(!has_array(br#"{"t":"[::1]:80"}"#));
     }
 
     #[test]
