@@ -189,6 +189,13 @@ pub async fn throughput(env: &Env) -> anyhow::Result<()> {
     if counted != n as i64 {
         bail!("agg_1m counts {counted} events, {n} were sent");
     }
+    // Rewrites that could not stay on their page (not HOT) also write every index.
+    let (ins, upd, hot): (i64, i64, i64) = sqlx::query_as(
+        "SELECT n_tup_ins, n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables WHERE relname = 'agg_1m'",
+    )
+    .fetch_one(&s.pool)
+    .await?;
+    eprintln!("[bench] aggregator_events_per_s: agg_1m {ins} inserts, {upd} updates ({hot} HOT)");
 
     let limit = raw_limit(&s.pool, &evs, commit).await?;
     report("aggregator_events_per_s", rate, "events/s", limit);
