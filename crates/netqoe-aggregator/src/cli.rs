@@ -72,8 +72,9 @@ pub struct RunArgs {
     /// Messages fetched and committed per transaction.
     #[arg(long, env = "NETQOE_AGGREGATOR_BATCH_SIZE", default_value_t = 2000)]
     pub batch_size: usize,
-    /// When a backlog has queued up, consecutive batches are merged into one transaction of
-    /// at most this many events (fewer reads and writes of windows they share).
+    /// While a backlog drains (fetches come back full), consecutive batches are merged into
+    /// one transaction of at most this many events, waiting up to --fetch-wait for each next
+    /// batch (fewer reads and writes of windows they share).
     #[arg(
         long,
         env = "NETQOE_AGGREGATOR_MAX_COMMIT_EVENTS",

@@ -92,6 +92,8 @@ fn part_of(event: &Event, n: usize) -> usize {
 struct Batch {
     parts: Vec<Fetched>,
     events: usize,
+    /// The fetch filled the whole batch: a backlog is waiting behind it.
+    full: bool,
 }
 
 /// The events of consecutive batches that go into one transaction, kept in the chunks they
@@ -134,9 +136,9 @@ impl Consumer {
     /// Runs until shutdown; returns after committing the batches already fetched.
     ///
     /// A fetch task pulls and decodes the next batches while the current one is being
-    /// committed; when a backlog has queued up, consecutive batches are merged into one
-    /// transaction of at most `max_commit_events` events, so a window touched by several of
-    /// them is read and written once.
+    /// committed; while a backlog drains (fetches come back full), consecutive batches are
+    /// merged into one transaction of at most `max_commit_events` events, waiting up to
+    /// `fetch_wait` for each next one, so a window touched by several of them is written once.
     pub async fn run(self: Arc<Self>) -> anyhow::Result<()> {
         let batch_size = self.settings.batch_size.max(1);
         let max_events = self.settings.max_commit_events.max(batch_size);
@@ -148,16 +150,26 @@ impl Consumer {
         let mut acks = tokio::task::JoinSet::new();
         while let Some(first) = rx.recv().await {
             let mut events = first.events;
+            let mut backlog = first.full;
             let mut parts: Vec<Chunks> = first.parts.into_iter().map(|p| vec![p]).collect();
             while events + batch_size <= max_events {
-                match rx.try_recv() {
-                    Ok(more) => {
-                        events += more.events;
-                        for (chunks, part) in parts.iter_mut().zip(more.parts) {
-                            chunks.push(part);
+                // While a backlog drains (the last fetch came back full), wait for the
+                // next batch rather than commit a small transaction: every window a
+                // transaction touches is written once, so larger ones write fewer rows.
+                let more = match rx.try_recv() {
+                    Ok(more) => more,
+                    Err(_) if backlog => {
+                        match tokio::time::timeout(self.settings.fetch_wait, rx.recv()).await {
+                            Ok(Some(more)) => more,
+                            Ok(None) | Err(_) => break,
                         }
                     }
                     Err(_) => break,
+                };
+                events += more.events;
+                backlog = more.full;
+                for (chunks, part) in parts.iter_mut().zip(more.parts) {
+                    chunks.push(part);
                 }
             }
             // Disjoint sets of windows commit side by side on their own connections; acks go
@@ -284,6 +296,7 @@ impl Consumer {
 
     /// Decodes a fetched batch into its parts; undecodable or invalid messages go to the DLQ.
     async fn decode_batch(&self, batch: Vec<jetstream::Message>) -> Batch {
+        let full = batch.len() >= self.settings.batch_size;
         let n = self.settings.commit_parallelism.max(1);
         let room = batch.len() / n + batch.len() / (4 * n) + 16;
         let mut decoded = Batch {
@@ -294,6 +307,7 @@ impl Consumer {
                 })
                 .collect(),
             events: 0,
+            full,
         };
         for msg in batch {
             match decode(&msg.payload) {
