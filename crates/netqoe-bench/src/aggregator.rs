@@ -197,7 +197,7 @@ pub async fn throughput(env: &Env) -> anyhow::Result<()> {
     .await?;
     eprintln!("[bench] aggregator_events_per_s: agg_1m {ins} inserts, {upd} updates ({hot} HOT)");
 
-    let limit = raw_limit(&s.pool, &evs, commit).await?;
+    let limit = raw_limit(&s, &evs, commit).await?;
     report("aggregator_events_per_s", rate, "events/s", limit);
     Ok(())
 }
@@ -206,11 +206,8 @@ pub async fn throughput(env: &Env) -> anyhow::Result<()> {
 /// window key of each transaction, in transactions as large as the aggregator's while it
 /// works off a backlog: what the aggregator cannot beat. The arrays are unnested in the select
 /// list, the aggregator's own (fastest) form of a batched insert.
-async fn raw_limit(
-    pool: &PgPool,
-    evs: &[netqoe_model::Event],
-    batch: usize,
-) -> anyhow::Result<f64> {
+async fn raw_limit(s: &Stack, evs: &[netqoe_model::Event], batch: usize) -> anyhow::Result<f64> {
+    let pool = &s.pool;
     sqlx::raw_sql(
         "CREATE TABLE raw_seen (event_id uuid PRIMARY KEY, client_id text NOT NULL, ts_ms bigint NOT NULL); \
          CREATE TABLE raw_agg (client_id text, target text, window_start_ts timestamptz, n bigint, \
@@ -218,6 +215,7 @@ async fn raw_limit(
     )
     .execute(pool)
     .await?;
+    let cpu_before = CpuSplit::read(s)?;
     let start = Instant::now();
     let mut upserts = 0;
     for chunk in evs.chunks(batch) {
@@ -259,9 +257,12 @@ async fn raw_limit(
         tx.commit().await?;
     }
     let rate = evs.len() as f64 / start.elapsed().as_secs_f64();
+    let cpu = CpuSplit::read(s)?.minus(&cpu_before);
     eprintln!(
-        "[bench] aggregator_events_per_s: limit {upserts} row upserts ({:.3} per event)",
-        upserts as f64 / evs.len() as f64
+        "[bench] aggregator_events_per_s: limit {upserts} row upserts ({:.3} per event); CPU per event: client {:.1} µs, postgres {:.1} µs",
+        upserts as f64 / evs.len() as f64,
+        cpu.aggregator / evs.len() as f64 * 1e6,
+        cpu.postgres / evs.len() as f64 * 1e6,
     );
     Ok(rate)
 }

@@ -198,6 +198,26 @@ fn format_2_is_the_lz4_size_prepended_block_of_postcard_even_for_wide_states() {
 }
 
 #[test]
+fn percentiles_sharing_a_rank_equal_the_sketch_answer() {
+    // Every sample count from empty to well past the point where p95 and p99 part.
+    let mut w = WindowState::default();
+    for n in 0..300u32 {
+        let s = &w.timings[0];
+        let direct = |q: f64| s.quantile(q).unwrap();
+        let got = summarise(s);
+        assert_eq!(got.count, u64::from(n));
+        assert_eq!(
+            (got.p05, got.p50, got.p95, got.p99),
+            (direct(0.05), direct(0.50), direct(0.95), direct(0.99)),
+            "{n} samples"
+        );
+        // Spread over two decades, in an order that is not sorted.
+        let v = 1.0 + f64::from((n * 37) % 300) / 3.0;
+        w.add(&event("c", 0, v, None));
+    }
+}
+
+#[test]
 fn only_the_wanted_percentiles_are_computed() {
     let events: Vec<_> = (1..=100).map(|i| event("c", 0, i as f64, None)).collect();
     let w = group(&events).into_values().next().unwrap();
