@@ -91,6 +91,15 @@ impl CpuSplit {
     }
 }
 
+/// Bytes of WAL Postgres has written so far: what a write costs it beyond the CPU.
+async fn wal_bytes(pool: &PgPool) -> anyhow::Result<i64> {
+    Ok(
+        sqlx::query_scalar("SELECT (pg_current_wal_lsn() - '0/0'::pg_lsn)::bigint")
+            .fetch_one(pool)
+            .await?,
+    )
+}
+
 async fn total(pool: &PgPool) -> anyhow::Result<i64> {
     Ok(
         sqlx::query_scalar("SELECT COALESCE(SUM(count_total), 0)::bigint FROM agg_1m")
@@ -147,6 +156,7 @@ pub async fn throughput(env: &Env) -> anyhow::Result<()> {
     let commit = settings.max_commit_events;
     let pool = netqoe_db::connect(&s.db_url, &pool_config).await?;
     let shutdown = CancellationToken::new();
+    let wal_before = wal_bytes(&s.pool).await?;
     let cpu_before = CpuSplit::read(&s)?;
     let start = Instant::now();
     let task = tokio::spawn(netqoe_aggregator::run(
@@ -171,11 +181,13 @@ pub async fn throughput(env: &Env) -> anyhow::Result<()> {
     }
     let rate = n as f64 / start.elapsed().as_secs_f64();
     let cpu = CpuSplit::read(&s)?.minus(&cpu_before);
+    let wal = wal_bytes(&s.pool).await? - wal_before;
     eprintln!(
-        "[bench] aggregator_events_per_s: CPU per event: aggregator {:.1} µs, postgres {:.1} µs, nats-server {:.1} µs",
+        "[bench] aggregator_events_per_s: CPU per event: aggregator {:.1} µs, postgres {:.1} µs, nats-server {:.1} µs; WAL {} bytes per event",
         cpu.aggregator / n as f64 * 1e6,
         cpu.postgres / n as f64 * 1e6,
         cpu.nats / n as f64 * 1e6,
+        wal / n as i64,
     );
     let rows = crate::harness::counter(metrics, "netqoe_aggregator_rows_written_total", "");
     let txs = crate::harness::counter(metrics, "netqoe_aggregator_batches_committed_total", "");
@@ -215,6 +227,7 @@ async fn raw_limit(s: &Stack, evs: &[netqoe_model::Event], batch: usize) -> anyh
     )
     .execute(pool)
     .await?;
+    let wal_before = wal_bytes(pool).await?;
     let cpu_before = CpuSplit::read(s)?;
     let start = Instant::now();
     let mut upserts = 0;
@@ -258,11 +271,13 @@ async fn raw_limit(s: &Stack, evs: &[netqoe_model::Event], batch: usize) -> anyh
     }
     let rate = evs.len() as f64 / start.elapsed().as_secs_f64();
     let cpu = CpuSplit::read(s)?.minus(&cpu_before);
+    let wal = wal_bytes(pool).await? - wal_before;
     eprintln!(
-        "[bench] aggregator_events_per_s: limit {upserts} row upserts ({:.3} per event); CPU per event: client {:.1} µs, postgres {:.1} µs",
+        "[bench] aggregator_events_per_s: limit {upserts} row upserts ({:.3} per event); CPU per event: client {:.1} µs, postgres {:.1} µs; WAL {} bytes per event",
         upserts as f64 / evs.len() as f64,
         cpu.aggregator / evs.len() as f64 * 1e6,
         cpu.postgres / evs.len() as f64 * 1e6,
+        wal / evs.len() as i64,
     );
     Ok(rate)
 }
