@@ -89,11 +89,12 @@ pub struct RunArgs {
     pub row_cache: usize,
     /// Transactions committed side by side, each on its own share of the windows (split by
     /// client and target, so they never wait for each other). Needs as many
-    /// --db-connections.
+    /// --db-connections. More than one helps only when Postgres has cores to spare: on a
+    /// host shared with Postgres and nats-server it costs more CPU per event.
     #[arg(
         long,
         env = "NETQOE_AGGREGATOR_COMMIT_PARALLELISM",
-        default_value_t = 2
+        default_value_t = 1
     )]
     pub commit_parallelism: usize,
     /// Longest wait for a batch to fill before processing what arrived.

@@ -48,7 +48,7 @@ impl RunSettings {
             batch_size: 2000,
             max_commit_events: 20_000,
             row_cache: 50_000,
-            commit_parallelism: 2,
+            commit_parallelism: 1,
             fetch_wait: Duration::from_millis(250),
             max_backoff: Duration::from_secs(5),
             provision: true,

@@ -74,8 +74,10 @@ async fn two_instances_end_with_the_rows_of_one() {
     let sent = events(20_000, 20, 5, 3, 2);
     let mut settings = stack.settings();
     settings.batch_size = 300;
-    let a = stack.spawn(settings.clone());
-    let b = stack.spawn(settings);
+    let b = stack.spawn(settings.clone());
+    // one of them also commits each batch in two shares side by side
+    settings.commit_parallelism = 2;
+    let a = stack.spawn(settings);
     // publish while both consume, so their batches interleave on the same rows
     for chunk in sent.chunks(2_000) {
         stack.publish(chunk).await;
