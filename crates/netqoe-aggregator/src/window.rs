@@ -5,17 +5,18 @@
 //! in any order, gives the state of all of them. That is what makes late events, redeliveries
 //! (after dedup) and several aggregator instances safe.
 //!
-//! Encoding of `agg_1m.sketch_state`: postcard (compact, varint-based serde format) of
-//! [`WindowState`] behind a one-byte format version; format 2 compresses it with LZ4 (the
-//! dense DDSketch bins are mostly zeros, so a row shrinks several times, and every row is
-//! read and rewritten on each merge). Format 1 (plain postcard) is still read. Empty bytes
-//! mean an empty state.
+//! Encoding of `agg_1m.sketch_state`: [`WindowState`] behind a one-byte format version.
+//! Format 3, written now, is the compact serde format of [`compact`] (sparse bins, the
+//! sketches' shared configuration in one byte). Formats 1 (plain postcard) and 2 (LZ4 of
+//! postcard), written by earlier versions, are still read. Empty bytes mean an empty state.
 
 use std::collections::BTreeMap;
 
 use netqoe_model::{ErrorStage, Event};
 use serde::{Deserialize, Serialize};
 use sketches_ddsketch::{Config, DDSketch};
+
+mod compact;
 
 /// Relative accuracy of every sketch. sketches-ddsketch's bins stray slightly past `alpha`,
 /// so 0.5 % keeps the error of reported percentiles under the 1 % promise.
@@ -24,8 +25,10 @@ const SKETCH_MAX_BINS: u32 = 4096;
 const SKETCH_MIN_VALUE: f64 = 1e-6;
 /// Plain postcard, written by earlier versions.
 const FORMAT_POSTCARD: u8 = 1;
-/// LZ4 (size-prepended block) of the postcard bytes: what `encode` writes.
+/// LZ4 (size-prepended block) of the postcard bytes, written by earlier versions.
 const FORMAT_POSTCARD_LZ4: u8 = 2;
+/// The compact format of [`compact`]: what `encode` writes.
+const FORMAT_COMPACT: u8 = 3;
 
 /// The timing metrics of a window, in `agg_1m` column order.
 pub const TIMINGS: [&str; 5] = ["dns", "tcp", "tls", "ttfb", "total"];
@@ -253,28 +256,19 @@ impl WindowState {
         self.errors[i]
     }
 
-    /// Bytes for `agg_1m.sketch_state`: exactly as long as they need to be (they are kept
-    /// in the row cache). The postcard and LZ4 passes write into per-thread buffers that keep
-    /// their capacity, so encoding a batch's windows allocates one vector per window.
+    /// Bytes for `agg_1m.sketch_state` in format 3: exactly as long as they need to be
+    /// (they are kept in the row cache). The encoding is written into a per-thread buffer
+    /// that keeps its capacity, so encoding a batch's windows allocates one vector per window.
     pub fn encode(&self) -> Vec<u8> {
         thread_local! {
-            static BUFFERS: std::cell::RefCell<(Vec<u8>, Vec<u8>)> =
-                const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
+            static BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
         }
-        BUFFERS.with_borrow_mut(|(plain, packed)| {
-            plain.clear();
-            postcard::serialize_with_flavor(self, Plain(plain))
+        BUFFER.with_borrow_mut(|buf| {
+            buf.clear();
+            buf.push(FORMAT_COMPACT);
+            compact::to_writer(self, buf)
                 .unwrap_or_else(|e| panic!("window state serialises: {e}"));
-            let len = plain.len();
-            // The layout of lz4_flex's compress_prepend_size: u32 LE length, then the block.
-            packed.resize(lz4_flex::block::get_maximum_output_size(len), 0);
-            let n = lz4_flex::block::compress_into(plain, packed)
-                .expect("the output has the block's maximum size");
-            let mut out = Vec::with_capacity(5 + n);
-            out.push(FORMAT_POSTCARD_LZ4);
-            out.extend_from_slice(&(len as u32).to_le_bytes());
-            out.extend_from_slice(&packed[..n]);
-            out
+            buf.as_slice().to_vec()
         })
     }
 
@@ -290,34 +284,11 @@ impl WindowState {
                     .map_err(|e| format!("corrupt sketch_state: {e}"))?;
                 postcard::from_bytes(&plain).map_err(|e| format!("corrupt sketch_state: {e}"))
             }
+            Some((&FORMAT_COMPACT, rest)) => {
+                compact::from_bytes(rest).map_err(|e| format!("corrupt sketch_state: {e}"))
+            }
             Some((v, _)) => Err(format!("unknown sketch_state format version {v}")),
         }
-    }
-}
-
-/// A postcard output that appends to a vector and writes one-byte pieces (most of a
-/// state: the varints of its empty bins) without a call to `memcpy`, which postcard's
-/// slice output makes for every piece.
-struct Plain<'a>(&'a mut Vec<u8>);
-
-impl postcard::ser_flavors::Flavor for Plain<'_> {
-    type Output = ();
-
-    fn try_push(&mut self, byte: u8) -> postcard::Result<()> {
-        self.0.push(byte);
-        Ok(())
-    }
-
-    fn try_extend(&mut self, bytes: &[u8]) -> postcard::Result<()> {
-        match bytes {
-            [byte] => self.0.push(*byte),
-            _ => self.0.extend_from_slice(bytes),
-        }
-        Ok(())
-    }
-
-    fn finalize(self) -> postcard::Result<()> {
-        Ok(())
     }
 }
 

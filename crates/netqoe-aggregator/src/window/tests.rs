@@ -142,59 +142,123 @@ proptest! {
     }
 }
 
-#[test]
-fn compressed_state_is_small_and_plain_postcard_rows_still_read() {
-    let one = group(&[event("c", 0, 12.5, None)])
-        .into_values()
-        .next()
-        .unwrap();
-    let plain = postcard::to_allocvec(&one).unwrap();
-    let compressed = one.encode();
-    assert!(
-        compressed.len() * 3 < plain.len() + 1,
-        "a one-event window compresses: {} bytes vs {} plain",
-        compressed.len(),
-        plain.len() + 1
-    );
-    // a row written in format 1 (plain postcard) decodes to the same state
-    let mut v1 = vec![1u8];
-    v1.extend(&plain);
-    let back = WindowState::decode(&v1).unwrap();
-    assert_eq!(summarise(&back.timings[0]), summarise(&one.timings[0]));
-    assert!(WindowState::decode(&[2, 0xff, 0xff])
-        .unwrap_err()
-        .starts_with("corrupt sketch_state"));
+/// The exact serde content of a state (dense bins, extremes, sums, configuration).
+fn content(w: &WindowState) -> Vec<u8> {
+    postcard::to_allocvec(w).unwrap()
+}
+
+/// Nine events with every timing and throughput, as a probe sends in a busy minute.
+fn busy_minute() -> WindowState {
+    let mut w = WindowState::default();
+    for i in 0..9u64 {
+        let jitter = (i * 7919 % 97) as f64;
+        let mut e = event("c", 0, 5.0 + jitter / 10.0, None);
+        e.timings = Some(Timings {
+            dns_ms: Some(5.0 + jitter / 10.0),
+            tcp_ms: Some(12.0 + jitter / 5.0),
+            tls_ms: Some(25.0 + jitter / 3.0),
+            http_ttfb_ms: Some(60.0 + jitter),
+            total_ms: Some(110.0 + jitter * 1.5),
+            ..Default::default()
+        });
+        e.throughput_kbps = Some(20_000.0 + jitter * 100.0);
+        w.add(&e);
+    }
+    w
 }
 
 #[test]
-fn format_2_is_the_lz4_size_prepended_block_of_postcard_even_for_wide_states() {
-    // Timings from a microsecond to a day fill every sketch to its bin limit: the plain
-    // encoding is many kilobytes, and the buffers reused by the next encoding must not leak
-    // into it (the one-event state is encoded after the wide one).
-    let events: Vec<_> = (0..4000)
-        .map(|i| event("c", 0, 1e-3 * 1.0105f64.powi(i), None))
-        .collect();
-    let wide = group(&events).into_values().next().unwrap();
+fn compact_state_is_small_and_older_formats_still_read() {
     let one = group(&[event("c", 0, 12.5, None)])
         .into_values()
         .next()
         .unwrap();
-    for state in [&wide, &one, &one] {
-        let plain = postcard::to_allocvec(state).unwrap();
-        let mut expected = vec![2u8];
-        expected.extend(lz4_flex::compress_prepend_size(&plain));
+    let encoded = one.encode();
+    assert_eq!(encoded[0], 3, "format 3 is written");
+    assert!(
+        encoded.len() * 4 < content(&one).len(),
+        "a one-event window: {} bytes vs {} plain",
+        encoded.len(),
+        content(&one).len()
+    );
+    let busy = busy_minute();
+    let lz4 = lz4_flex::compress_prepend_size(&content(&busy));
+    assert!(
+        busy.encode().len() < lz4.len(),
+        "nine events: {} bytes, LZ4 of postcard {}",
+        busy.encode().len(),
+        lz4.len()
+    );
+    // rows written in format 1 (plain postcard) and 2 (LZ4 of it) decode to the same state
+    for (format, body) in [(1u8, content(&busy)), (2, lz4)] {
+        let mut row = vec![format];
+        row.extend(body);
+        let back = WindowState::decode(&row).unwrap();
+        assert_eq!(content(&back), content(&busy), "format {format}");
+    }
+    for corrupt in [&[2u8, 0xff, 0xff][..], &[3, 0xff, 0xff]] {
+        assert!(WindowState::decode(corrupt)
+            .unwrap_err()
+            .starts_with("corrupt sketch_state"));
+    }
+}
+
+#[test]
+fn format_3_round_trips_every_state_exactly_and_rejects_every_truncation() {
+    // Timings from a microsecond to a day fill every sketch to its bin limit (collapsed
+    // bins); zero timings go to the zero count; the per-thread buffer reused by the next
+    // encoding must not leak into it (the small states are encoded after the wide one).
+    let events: Vec<_> = (0..4000)
+        .map(|i| event("c", 0, 1e-3 * 1.0105f64.powi(i), None))
+        .chain((0..3).map(|_| event("c", 0, 0.0, Some(ErrorStage::Dns))))
+        .collect();
+    let wide = group(&events).into_values().next().unwrap();
+    let mut pinged = busy_minute();
+    let mut e = event("c", 0, 1.0, None);
+    e.ping = Some(PingStats {
+        sent: Some(10),
+        received: Some(9),
+        jitter_ms: Some(0.75),
+        ..Default::default()
+    });
+    pinged.add(&e);
+    for state in [&wide, &busy_minute(), &pinged, &WindowState::default()] {
         let encoded = state.encode();
-        assert_eq!(encoded, expected);
         assert_eq!(
             encoded.capacity(),
             encoded.len(),
             "no spare room kept in the cache"
         );
+        let back = WindowState::decode(&encoded).unwrap();
+        assert_eq!(content(&back), content(state));
+        for cut in 1..encoded.len() {
+            assert!(
+                WindowState::decode(&encoded[..cut]).is_err(),
+                "{cut} of {} bytes",
+                encoded.len()
+            );
+        }
     }
-    assert!(postcard::to_allocvec(&wide).unwrap().len() > 4 * 1024);
-    let back = WindowState::decode(&wide.encode()).unwrap();
-    assert_eq!(summarise(&back.timings[0]), summarise(&wide.timings[0]));
-    assert_eq!(back.count_total, 4000);
+    assert_eq!(
+        WindowState::decode(&wide.encode()).unwrap().count_total,
+        4003
+    );
+}
+
+proptest! {
+    #[test]
+    fn format_3_round_trips_any_window(
+        values in prop::collection::vec((0.0f64..1e6, prop::option::of(0.0f64..5e5)), 0..60),
+    ) {
+        let mut w = WindowState::default();
+        for (i, (dns, kbps)) in values.iter().enumerate() {
+            let mut e = event("c", i as i64, *dns, None);
+            e.throughput_kbps = *kbps;
+            w.add(&e);
+        }
+        let back = WindowState::decode(&w.encode()).unwrap();
+        prop_assert_eq!(content(&back), content(&w));
+    }
 }
 
 #[test]

@@ -1,0 +1,224 @@
+//! The reading half of the compact format: a serde `Deserializer` over a byte slice.
+
+use serde::de::{self, DeserializeSeed, IntoDeserializer, SeqAccess, Visitor};
+
+use super::{lookup, unsupported, Error, Result, Table, MAX_SEQ};
+
+pub(super) struct Reader<'de> {
+    pub(super) input: &'de [u8],
+    pub(super) table: &'static Table,
+}
+
+impl<'de> Reader<'de> {
+    fn take(&mut self, n: usize) -> Result<&'de [u8]> {
+        if self.input.len() < n {
+            return Err(Error("truncated".into()));
+        }
+        let (head, rest) = self.input.split_at(n);
+        self.input = rest;
+        Ok(head)
+    }
+
+    fn byte(&mut self) -> Result<u8> {
+        Ok(self.take(1)?[0])
+    }
+
+    fn varint(&mut self) -> Result<u64> {
+        let mut v = 0u64;
+        for shift in (0..64).step_by(7) {
+            let b = self.byte()?;
+            v |= u64::from(b & 0x7f) << shift;
+            if b < 0x80 {
+                return Ok(v);
+            }
+        }
+        Err(Error("varint longer than 10 bytes".into()))
+    }
+
+    fn zigzag(&mut self) -> Result<i64> {
+        let v = self.varint()?;
+        Ok((v >> 1) as i64 ^ -((v & 1) as i64))
+    }
+
+    fn fields<V: Visitor<'de>>(&mut self, len: usize, visitor: V) -> Result<V::Value> {
+        visitor.visit_seq(Fields { r: self, left: len })
+    }
+}
+
+impl<'de> de::Deserializer<'de> for &mut Reader<'de> {
+    type Error = Error;
+
+    fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value> {
+        unsupported("self-describing values")
+    }
+    fn deserialize_bool<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
+        match self.byte()? {
+            0 => visitor.visit_bool(false),
+            1 => visitor.visit_bool(true),
+            b => Err(Error(format!("invalid bool {b}"))),
+        }
+    }
+    fn deserialize_i8<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
+        visitor.visit_i64(self.zigzag()?)
+    }
+    fn deserialize_i16<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
+        visitor.visit_i64(self.zigzag()?)
+    }
+    fn deserialize_i32<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
+        visitor.visit_i64(self.zigzag()?)
+    }
+    fn deserialize_i64<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
+        visitor.visit_i64(self.zigzag()?)
+    }
+    fn deserialize_u8<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
+        visitor.visit_u64(self.varint()?)
+    }
+    fn deserialize_u16<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
+        visitor.visit_u64(self.varint()?)
+    }
+    fn deserialize_u32<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
+        visitor.visit_u64(self.varint()?)
+    }
+    fn deserialize_u64<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
+        visitor.visit_u64(self.varint()?)
+    }
+    fn deserialize_f32<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
+        let b = self.take(4)?;
+        visitor.visit_f32(f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    }
+    fn deserialize_f64<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(self.take(8)?);
+        visitor.visit_f64(f64::from_le_bytes(b))
+    }
+    fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
+        match self.byte()? {
+            0 => visitor.visit_none(),
+            1 => visitor.visit_some(self),
+            b => Err(Error(format!("invalid option tag {b}"))),
+        }
+    }
+    fn deserialize_unit<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
+        visitor.visit_unit()
+    }
+    fn deserialize_unit_struct<V: Visitor<'de>>(
+        self,
+        _: &'static str,
+        visitor: V,
+    ) -> Result<V::Value> {
+        visitor.visit_unit()
+    }
+    fn deserialize_newtype_struct<V: Visitor<'de>>(
+        self,
+        _: &'static str,
+        visitor: V,
+    ) -> Result<V::Value> {
+        visitor.visit_newtype_struct(self)
+    }
+    fn deserialize_seq<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
+        let len = self.varint()?;
+        if len > MAX_SEQ {
+            return Err(Error(format!("sequence of {len} elements")));
+        }
+        visitor.visit_seq(Sparse {
+            r: self,
+            left: len,
+            zeros: None,
+        })
+    }
+    fn deserialize_tuple<V: Visitor<'de>>(self, len: usize, visitor: V) -> Result<V::Value> {
+        self.fields(len, visitor)
+    }
+    fn deserialize_tuple_struct<V: Visitor<'de>>(
+        self,
+        _: &'static str,
+        len: usize,
+        visitor: V,
+    ) -> Result<V::Value> {
+        self.fields(len, visitor)
+    }
+    fn deserialize_struct<V: Visitor<'de>>(
+        self,
+        name: &'static str,
+        fields: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value> {
+        let Some(reference) = lookup(self.table, name) else {
+            return self.fields(fields.len(), visitor);
+        };
+        match self.byte()? {
+            0 => {
+                let mut r = Reader {
+                    input: reference,
+                    table: self.table,
+                };
+                r.fields(fields.len(), visitor)
+            }
+            1 => self.fields(fields.len(), visitor),
+            b => Err(Error(format!("invalid {name} tag {b}"))),
+        }
+    }
+
+    serde::forward_to_deserialize_any! {
+        char str string bytes byte_buf map enum identifier ignored_any
+    }
+}
+
+/// The fields of a struct or tuple, in order.
+struct Fields<'a, 'de> {
+    r: &'a mut Reader<'de>,
+    left: usize,
+}
+
+impl<'de> SeqAccess<'de> for Fields<'_, 'de> {
+    type Error = Error;
+    fn next_element_seed<T: DeserializeSeed<'de>>(&mut self, seed: T) -> Result<Option<T::Value>> {
+        if self.left == 0 {
+            return Ok(None);
+        }
+        self.left -= 1;
+        seed.deserialize(&mut *self.r).map(Some)
+    }
+    fn size_hint(&self) -> Option<usize> {
+        Some(self.left)
+    }
+}
+
+/// A sequence's elements: runs of zeros expanded, the others read.
+struct Sparse<'a, 'de> {
+    r: &'a mut Reader<'de>,
+    left: u64,
+    /// Zeros still to yield before the next stored element (None: the run is not read yet).
+    zeros: Option<u64>,
+}
+
+impl<'de> SeqAccess<'de> for Sparse<'_, 'de> {
+    type Error = Error;
+    fn next_element_seed<T: DeserializeSeed<'de>>(&mut self, seed: T) -> Result<Option<T::Value>> {
+        if self.left == 0 {
+            return Ok(None);
+        }
+        let zeros = match self.zeros {
+            Some(z) => z,
+            None => {
+                let z = self.r.varint()?;
+                if z > self.left {
+                    return Err(Error(format!("run of {z} zeros past the sequence's end")));
+                }
+                z
+            }
+        };
+        self.left -= 1;
+        if zeros > 0 {
+            self.zeros = Some(zeros - 1);
+            return seed
+                .deserialize(IntoDeserializer::<Error>::into_deserializer(0u64))
+                .map(Some);
+        }
+        self.zeros = None;
+        seed.deserialize(&mut *self.r).map(Some)
+    }
+    fn size_hint(&self) -> Option<usize> {
+        Some(self.left as usize)
+    }
+}
