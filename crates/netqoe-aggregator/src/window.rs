@@ -20,6 +20,10 @@ mod compact;
 
 /// Relative accuracy of every sketch. sketches-ddsketch's bins stray slightly past `alpha`,
 /// so 0.5 % keeps the error of reported percentiles under the 1 % promise.
+///
+/// Format 3 of `sketch_state` writes this configuration as one byte meaning "the one in
+/// force": changing any of these three constants needs a new format version that stores the
+/// old one, or existing rows would be read with the wrong bins.
 pub const SKETCH_ALPHA: f64 = 0.005;
 const SKETCH_MAX_BINS: u32 = 4096;
 const SKETCH_MIN_VALUE: f64 = 1e-6;

@@ -307,3 +307,15 @@ fn only_the_wanted_percentiles_are_computed() {
         (None, all.p50, None, None)
     );
 }
+
+#[test]
+fn format_3_is_tied_to_the_sketch_configuration() {
+    // Rows in format 3 name the configuration by one byte: see SKETCH_ALPHA.
+    assert_eq!(
+        (SKETCH_ALPHA, SKETCH_MAX_BINS, SKETCH_MIN_VALUE),
+        (0.005, 4096, 1e-6),
+        "a new sketch configuration needs a new sketch_state format version"
+    );
+    // An unused sketch is one byte, so a state of nothing but counters is a few bytes.
+    assert!(WindowState::default().encode().len() < 20);
+}
