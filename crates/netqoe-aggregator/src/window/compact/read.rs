@@ -120,11 +120,14 @@ impl<'de> de::Deserializer<'de> for &mut Reader<'de> {
         if len > MAX_SEQ {
             return Err(Error(format!("sequence of {len} elements")));
         }
-        visitor.visit_seq(Sparse {
+        let mut seq = Sparse {
             r: self,
-            left: len,
-            zeros: None,
-        })
+            len,
+            pos: 0,
+            next: 0,
+        };
+        seq.read_run()?;
+        visitor.visit_seq(seq)
     }
     fn deserialize_tuple<V: Visitor<'de>>(self, len: usize, visitor: V) -> Result<V::Value> {
         self.fields(len, visitor)
@@ -187,38 +190,46 @@ impl<'de> SeqAccess<'de> for Fields<'_, 'de> {
 /// A sequence's elements: runs of zeros expanded, the others read.
 struct Sparse<'a, 'de> {
     r: &'a mut Reader<'de>,
-    left: u64,
-    /// Zeros still to yield before the next stored element (None: the run is not read yet).
-    zeros: Option<u64>,
+    len: u64,
+    /// Index of the next element.
+    pos: u64,
+    /// Index of the next stored (non-zero) element; `len` when none is left.
+    next: u64,
+}
+
+impl Sparse<'_, '_> {
+    /// Reads the run of zeros that starts at `pos`, if any element is left.
+    fn read_run(&mut self) -> Result<()> {
+        if self.pos < self.len {
+            let zeros = self.r.varint()?;
+            if zeros > self.len - self.pos {
+                return Err(Error(format!(
+                    "run of {zeros} zeros past the sequence's end"
+                )));
+            }
+            self.next = self.pos + zeros;
+        }
+        Ok(())
+    }
 }
 
 impl<'de> SeqAccess<'de> for Sparse<'_, 'de> {
     type Error = Error;
     fn next_element_seed<T: DeserializeSeed<'de>>(&mut self, seed: T) -> Result<Option<T::Value>> {
-        if self.left == 0 {
+        if self.pos == self.len {
             return Ok(None);
         }
-        let zeros = match self.zeros {
-            Some(z) => z,
-            None => {
-                let z = self.r.varint()?;
-                if z > self.left {
-                    return Err(Error(format!("run of {z} zeros past the sequence's end")));
-                }
-                z
-            }
-        };
-        self.left -= 1;
-        if zeros > 0 {
-            self.zeros = Some(zeros - 1);
+        self.pos += 1;
+        if self.pos <= self.next {
             return seed
                 .deserialize(IntoDeserializer::<Error>::into_deserializer(0u64))
                 .map(Some);
         }
-        self.zeros = None;
-        seed.deserialize(&mut *self.r).map(Some)
+        let value = seed.deserialize(&mut *self.r)?;
+        self.read_run()?;
+        Ok(Some(value))
     }
     fn size_hint(&self) -> Option<usize> {
-        Some(self.left as usize)
+        Some((self.len - self.pos) as usize)
     }
 }
