@@ -1,6 +1,11 @@
 //! The per-batch Postgres transaction: record new event ids, merge only their events into
 //! `agg_1m`, commit. The caller acks the batch's messages only after this returns Ok.
 //!
+//! While Postgres inserts the event ids, the aggregator merges the batch's windows and
+//! encodes their upsert as if every event were new (with the cache on, the merge needs
+//! nothing from the database); when some ids turn out to have been seen, that work is
+//! dropped and the new events alone are merged.
+//!
 //! Concurrency: every transaction first inserts its event ids into `events_seen`, then writes
 //! its windows with one upsert, each statement in sorted key order, so two instances working
 //! on overlapping batches queue behind each other instead of deadlocking. A window is merged
@@ -147,6 +152,50 @@ pub(crate) fn ts(ms: i64) -> DateTime<Utc> {
     Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
 }
 
+/// A batch's windows merged onto their bases, with their upsert's values.
+struct Merged<'e> {
+    groups: BTreeMap<WindowKey, Vec<&'e Event>>,
+    rows: BTreeMap<WindowKey, Row>,
+    prepared: rows::Prepared,
+    /// Windows whose base came from the cache.
+    hits: usize,
+}
+
+/// Merges `groups` onto their bases: this instance's cached last write of each window; with
+/// the cache on, a window missing from it is taken to be new, with it off every miss is read.
+async fn merge<'e>(
+    tx: Option<&mut sqlx::Transaction<'_, sqlx::Postgres>>,
+    groups: BTreeMap<WindowKey, Vec<&'e Event>>,
+    cache: &RowCache,
+) -> Result<Merged<'e>, sqlx::Error> {
+    let mut base: BTreeMap<&WindowKey, Versioned> = BTreeMap::new();
+    let mut misses: Vec<&WindowKey> = Vec::new();
+    for key in groups.keys() {
+        match cache.get(key) {
+            Some(hit) => {
+                base.insert(key, hit);
+            }
+            None => misses.push(key),
+        }
+    }
+    let hits = base.len();
+    if let Some(tx) = tx.filter(|_| !cache.enabled()) {
+        for (key, version, bytes) in read_rows(tx, &misses).await? {
+            if let Some((k, _)) = groups.get_key_value(&key) {
+                base.insert(k, (version, bytes));
+            }
+        }
+    }
+    let rows = merge_onto(&groups, groups.keys(), |k| base.remove(k))?;
+    let prepared = rows::Prepared::of(&rows);
+    Ok(Merged {
+        groups,
+        rows,
+        prepared,
+        hits,
+    })
+}
+
 /// Merges `events` exactly once in one transaction; `cache` holds this instance's last
 /// writes and is only updated after the commit.
 pub async fn apply(
@@ -164,7 +213,7 @@ pub async fn apply(
 
     let mut clock = Phases::start();
     let mut tx = pool.begin().await?;
-    let inserted = sqlx::query(
+    let insert = sqlx::query(
         "INSERT INTO events_seen (event_id, client_id, ts_ms) \
          SELECT unnest($1::uuid[]), unnest($2::text[]), unnest($3::bigint[]) \
          ON CONFLICT (event_id) DO NOTHING",
@@ -172,68 +221,75 @@ pub async fn apply(
     .bind(&ids)
     .bind(&clients)
     .bind(&ts_ms)
-    .execute(&mut *tx)
-    .await?
-    .rows_affected();
-    // Usually every id is new. Otherwise the new ones are those this transaction inserted
-    // (their xmin is its id); the others were merged before, or by an instance that
-    // committed them first.
-    let fresh: Vec<&Event> = if inserted == ids.len() as u64 {
-        by_id
-    } else {
-        let new: HashSet<Uuid> = sqlx::query_scalar(
-            "SELECT event_id FROM events_seen \
-             WHERE event_id = ANY($1) AND xmin = pg_current_xact_id()::xid",
-        )
-        .bind(&ids)
-        .fetch_all(&mut *tx)
-        .await?
-        .into_iter()
-        .collect();
-        by_id
-            .into_iter()
-            .filter(|e| new.contains(&e.event_id))
-            .collect()
+    .execute(&mut *tx);
+    // While Postgres inserts the ids, and with the cache on (the windows then need nothing
+    // from the database), merge and encode the windows as if every event were new: the
+    // usual case. The merge is thrown away when some ids were seen before.
+    let speculate = async {
+        if !cache.enabled() || by_id.is_empty() {
+            return Ok(None);
+        }
+        merge(None, by_window(by_id.iter().copied()), cache)
+            .await
+            .map(Some)
     };
-    let groups = by_window(fresh.iter().copied());
+    let (inserted, speculated) = futures::future::join(insert, speculate).await;
+    let inserted = inserted?.rows_affected();
     clock.lap("seen");
-    let applied = Applied {
-        new: fresh.len(),
-        duplicate: events.len() - fresh.len(),
-        rows: groups.len(),
+    let all_new = inserted == ids.len() as u64;
+    let merged = match speculated? {
+        Some(merged) if all_new => merged,
+        _ => {
+            // The new events are those this transaction inserted (their xmin is its id);
+            // the others were merged before, or by an instance that committed them first.
+            let fresh: Vec<&Event> = if all_new {
+                by_id
+            } else {
+                let new: HashSet<Uuid> = sqlx::query_scalar(
+                    "SELECT event_id FROM events_seen \
+                     WHERE event_id = ANY($1) AND xmin = pg_current_xact_id()::xid",
+                )
+                .bind(&ids)
+                .fetch_all(&mut *tx)
+                .await?
+                .into_iter()
+                .collect();
+                by_id
+                    .into_iter()
+                    .filter(|e| new.contains(&e.event_id))
+                    .collect()
+            };
+            let groups = by_window(fresh);
+            if groups.is_empty() {
+                tx.commit().await?;
+                return Ok(Applied {
+                    new: 0,
+                    duplicate: events.len(),
+                    rows: 0,
+                });
+            }
+            let merged = merge(Some(&mut tx), groups, cache).await?;
+            clock.lap("merge");
+            merged
+        }
     };
-    if groups.is_empty() {
-        tx.commit().await?;
-        return Ok(applied);
-    }
-
-    // Base of every window: this instance's last write of it, else the row as committed.
-    let mut base: BTreeMap<&WindowKey, Versioned> = BTreeMap::new();
-    let mut misses: Vec<&WindowKey> = Vec::new();
-    for key in groups.keys() {
-        match cache.get(key) {
-            Some(hit) => {
-                base.insert(key, hit);
-            }
-            None => misses.push(key),
-        }
-    }
-    let hits = base.len();
-    if !cache.enabled() {
-        for (key, version, bytes) in read_rows(&mut tx, &misses).await? {
-            if let Some((k, _)) = groups.get_key_value(&key) {
-                base.insert(k, (version, bytes));
-            }
-        }
-    }
-    clock.lap("read");
-    let rows = merge_onto(&groups, groups.keys(), |k| base.remove(k))?;
-    clock.lap("merge");
+    let fresh = merged.groups.values().map(Vec::len).sum::<usize>();
+    let applied = Applied {
+        new: fresh,
+        duplicate: events.len() - fresh,
+        rows: merged.groups.len(),
+    };
+    let Merged {
+        groups,
+        rows,
+        prepared,
+        hits,
+    } = merged;
 
     // One version-guarded upsert in key order; rows changed by another instance since their
     // base was read, and rows taken to be new that exist, are locked by it and merged again
     // onto their current state.
-    let mut written = rows::write_rows(&mut tx, &rows).await?;
+    let mut written = rows::write_rows(&mut tx, &rows, prepared).await?;
     let stale: Vec<&WindowKey> = rows.keys().filter(|k| !written.contains_key(*k)).collect();
     if !stale.is_empty() {
         tracing::debug!(
@@ -246,7 +302,7 @@ pub async fn apply(
             .map(|(k, v, b)| (k, (v, b)))
             .collect();
         let again = merge_onto(&groups, stale.iter().copied(), |k| current.remove(k))?;
-        let more = rows::write_rows(&mut tx, &again).await?;
+        let more = rows::write_rows(&mut tx, &again, rows::Prepared::of(&again)).await?;
         if more.len() != again.len() {
             return Err(sqlx::Error::Protocol(format!(
                 "{} locked windows changed under the transaction",

@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use netqoe_model::ErrorStage;
 
 use super::ts;
-use crate::window::{summarise_some, Wanted, WindowKey, WindowState};
+use crate::window::{summarise_some, Summary, Wanted, WindowKey, WindowState};
 
 /// A window to write: its merged state and the version it was merged onto (0: the row did
 /// not exist).
@@ -139,18 +139,101 @@ pub(super) fn upsert_sql() -> &'static str {
 /// What a write stored for a row: its new version and encoded state.
 pub(super) type Written = BTreeMap<WindowKey, Versioned>;
 
-/// Writes `rows`; returns the rows written. Rows missing from the answer were changed by
-/// another instance since their base was read (or taken to be new and found to exist); they
-/// are now locked by `tx`. No keys of `rows` may have been written earlier in `tx`.
+/// One column's values, in the order of `columns()`.
+enum Column {
+    Int(Vec<i64>),
+    Float(Vec<Option<f64>>),
+    Time(Vec<Option<DateTime<Utc>>>),
+    Bytes(Vec<Vec<u8>>),
+}
+
+/// Everything the upsert of a set of rows binds, computed without touching the database
+/// (percentiles, encoded states, versions), so it can be done while Postgres works on
+/// something else.
+pub(super) struct Prepared {
+    /// Every column after the key, in bind order; the encoded states and versions are
+    /// the last two.
+    values: Vec<Column>,
+}
+
+impl Prepared {
+    /// The bind values of `rows`' upsert.
+    pub(super) fn of(rows: &BTreeMap<WindowKey, Row>) -> Prepared {
+        let now_us = Utc::now().timestamp_micros();
+        let states = || rows.values().map(|r| &r.state);
+        let int =
+            |f: &dyn Fn(&WindowState) -> u64| Column::Int(states().map(|w| f(w) as i64).collect());
+        let count = |sums: &[Summary]| Column::Int(sums.iter().map(|s| s.count as i64).collect());
+        let float = |sums: &[Summary], f: fn(&Summary) -> Option<f64>| {
+            Column::Float(sums.iter().map(f).collect())
+        };
+        // Order must follow `columns()`: 3 counts, 6 error counts, then per timing metric a
+        // count and five stats, throughput, ping, jitter, state, last_recv, version.
+        let mut values = vec![
+            int(&|w| w.count_total),
+            int(&|w| w.count_success),
+            int(&|w| w.count_error()),
+        ];
+        for stage in ErrorStage::ALL {
+            values.push(int(&|w| w.errors_of(stage)));
+        }
+        for i in 0..crate::window::TIMINGS.len() {
+            let sums: Vec<Summary> = states()
+                .map(|w| summarise_some(&w.timings[i], Wanted::TIMING))
+                .collect();
+            values.push(count(&sums));
+            values.push(float(&sums, |s| s.p50));
+            values.push(float(&sums, |s| s.p95));
+            values.push(float(&sums, |s| s.p99));
+            values.push(float(&sums, |s| s.min));
+            values.push(float(&sums, |s| s.max));
+        }
+        let tput: Vec<Summary> = states()
+            .map(|w| summarise_some(&w.throughput, Wanted::THROUGHPUT))
+            .collect();
+        let jitter: Vec<Summary> = states()
+            .map(|w| summarise_some(&w.jitter, Wanted::MEDIAN))
+            .collect();
+        values.extend([
+            count(&tput),
+            float(&tput, |s| s.p05),
+            float(&tput, |s| s.p50),
+            float(&tput, |s| s.p95),
+            int(&|w| w.ping_sent),
+            int(&|w| w.ping_received),
+            count(&jitter),
+            float(&jitter, |s| s.p50),
+            Column::Bytes(states().map(WindowState::encode).collect()),
+            Column::Time(states().map(|w| w.last_recv_ms.map(ts)).collect()),
+            Column::Int(rows.values().map(|r| r.next_version(now_us)).collect()),
+        ]);
+        Prepared { values }
+    }
+
+    /// The versions and encoded states the upsert writes, row by row.
+    fn into_writes(mut self) -> impl Iterator<Item = Versioned> {
+        let versions = match self.values.pop() {
+            Some(Column::Int(v)) => v,
+            _ => unreachable!("the last column is the version"),
+        };
+        self.values.pop();
+        let encoded = match self.values.pop() {
+            Some(Column::Bytes(b)) => b,
+            _ => unreachable!("the state is the last but two column"),
+        };
+        versions.into_iter().zip(encoded)
+    }
+}
+
+/// Writes `rows` with their prepared values; returns the rows written. Rows missing from the
+/// answer were changed by another instance since their base was read (or taken to be new and
+/// found to exist); they are now locked by `tx`. No keys of `rows` may have been written
+/// earlier in `tx`.
 pub(super) async fn write_rows(
     tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
     rows: &BTreeMap<WindowKey, Row>,
+    prepared: Prepared,
 ) -> Result<Written, sqlx::Error> {
-    let now_us = Utc::now().timestamp_micros();
-    let states = || rows.values().map(|r| &r.state);
-    let int = |f: &dyn Fn(&WindowState) -> u64| states().map(|w| f(w) as i64).collect::<Vec<_>>();
-    // Bind order must follow `columns()`: keys, 3 counts, 6 error counts, then per timing
-    // metric a count and five stats, throughput, ping, jitter, state, last_recv, version.
     let mut q = sqlx::query(upsert_sql())
         .bind(
             rows.keys()
@@ -162,47 +245,17 @@ pub(super) async fn write_rows(
             rows.keys()
                 .map(|k| ts(k.window_start_ms))
                 .collect::<Vec<_>>(),
-        )
-        .bind(int(&|w| w.count_total))
-        .bind(int(&|w| w.count_success))
-        .bind(int(&|w| w.count_error()));
-    for stage in ErrorStage::ALL {
-        q = q.bind(int(&|w| w.errors_of(stage)));
+        );
+    for column in &prepared.values {
+        q = match column {
+            Column::Int(v) => q.bind(v),
+            Column::Float(v) => q.bind(v),
+            Column::Time(v) => q.bind(v),
+            Column::Bytes(v) => q.bind(v),
+        };
     }
-    for i in 0..crate::window::TIMINGS.len() {
-        let sums: Vec<_> = states()
-            .map(|w| summarise_some(&w.timings[i], Wanted::TIMING))
-            .collect();
-        q = q
-            .bind(sums.iter().map(|s| s.count as i64).collect::<Vec<_>>())
-            .bind(sums.iter().map(|s| s.p50).collect::<Vec<_>>())
-            .bind(sums.iter().map(|s| s.p95).collect::<Vec<_>>())
-            .bind(sums.iter().map(|s| s.p99).collect::<Vec<_>>())
-            .bind(sums.iter().map(|s| s.min).collect::<Vec<_>>())
-            .bind(sums.iter().map(|s| s.max).collect::<Vec<_>>());
-    }
-    let tput: Vec<_> = states()
-        .map(|w| summarise_some(&w.throughput, Wanted::THROUGHPUT))
-        .collect();
-    let jitter: Vec<_> = states()
-        .map(|w| summarise_some(&w.jitter, Wanted::MEDIAN))
-        .collect();
-    let versions: Vec<i64> = rows.values().map(|r| r.next_version(now_us)).collect();
-    let encoded: Vec<Vec<u8>> = states().map(WindowState::encode).collect();
-    q = q
-        .bind(tput.iter().map(|s| s.count as i64).collect::<Vec<_>>())
-        .bind(tput.iter().map(|s| s.p05).collect::<Vec<_>>())
-        .bind(tput.iter().map(|s| s.p50).collect::<Vec<_>>())
-        .bind(tput.iter().map(|s| s.p95).collect::<Vec<_>>())
-        .bind(int(&|w| w.ping_sent))
-        .bind(int(&|w| w.ping_received))
-        .bind(jitter.iter().map(|s| s.count as i64).collect::<Vec<_>>())
-        .bind(jitter.iter().map(|s| s.p50).collect::<Vec<_>>())
-        .bind(&encoded)
-        .bind(states().map(|w| w.last_recv_ms.map(ts)).collect::<Vec<_>>())
-        .bind(&versions);
     let affected = q.execute(&mut **tx).await?.rows_affected();
-    let rows_and_writes = rows.keys().zip(versions.into_iter().zip(encoded));
+    let rows_and_writes = rows.keys().zip(prepared.into_writes());
     if affected == rows.len() as u64 {
         return Ok(rows_and_writes.map(|(k, v)| (k.clone(), v)).collect());
     }
