@@ -139,21 +139,21 @@ pub(super) fn upsert_sql() -> &'static str {
 /// What a write stored for a row: its new version and encoded state.
 pub(super) type Written = BTreeMap<WindowKey, Versioned>;
 
-/// One column's values, in the order of `columns()`.
+/// One column's values.
 enum Column {
     Int(Vec<i64>),
     Float(Vec<Option<f64>>),
-    Time(Vec<Option<DateTime<Utc>>>),
-    Bytes(Vec<Vec<u8>>),
 }
 
 /// Everything the upsert of a set of rows binds, computed without touching the database
 /// (percentiles, encoded states, versions), so it can be done while Postgres works on
 /// something else.
 pub(super) struct Prepared {
-    /// Every column after the key, in bind order; the encoded states and versions are
-    /// the last two.
+    /// The counts and statistics, in the order of `columns()` after the key.
     values: Vec<Column>,
+    encoded: Vec<Vec<u8>>,
+    last_recv: Vec<Option<DateTime<Utc>>>,
+    versions: Vec<i64>,
 }
 
 impl Prepared {
@@ -168,7 +168,7 @@ impl Prepared {
             Column::Float(sums.iter().map(f).collect())
         };
         // Order must follow `columns()`: 3 counts, 6 error counts, then per timing metric a
-        // count and five stats, throughput, ping, jitter, state, last_recv, version.
+        // count and five stats, throughput, ping, jitter; state, last_recv and version apart.
         let mut values = vec![
             int(&|w| w.count_total),
             int(&|w| w.count_success),
@@ -203,25 +203,13 @@ impl Prepared {
             int(&|w| w.ping_received),
             count(&jitter),
             float(&jitter, |s| s.p50),
-            Column::Bytes(states().map(WindowState::encode).collect()),
-            Column::Time(states().map(|w| w.last_recv_ms.map(ts)).collect()),
-            Column::Int(rows.values().map(|r| r.next_version(now_us)).collect()),
         ]);
-        Prepared { values }
-    }
-
-    /// The versions and encoded states the upsert writes, row by row.
-    fn into_writes(mut self) -> impl Iterator<Item = Versioned> {
-        let versions = match self.values.pop() {
-            Some(Column::Int(v)) => v,
-            _ => unreachable!("the last column is the version"),
-        };
-        self.values.pop();
-        let encoded = match self.values.pop() {
-            Some(Column::Bytes(b)) => b,
-            _ => unreachable!("the state is the last but two column"),
-        };
-        versions.into_iter().zip(encoded)
+        Prepared {
+            values,
+            encoded: states().map(WindowState::encode).collect(),
+            last_recv: states().map(|w| w.last_recv_ms.map(ts)).collect(),
+            versions: rows.values().map(|r| r.next_version(now_us)).collect(),
+        }
     }
 }
 
@@ -250,12 +238,18 @@ pub(super) async fn write_rows(
         q = match column {
             Column::Int(v) => q.bind(v),
             Column::Float(v) => q.bind(v),
-            Column::Time(v) => q.bind(v),
-            Column::Bytes(v) => q.bind(v),
         };
     }
-    let affected = q.execute(&mut **tx).await?.rows_affected();
-    let rows_and_writes = rows.keys().zip(prepared.into_writes());
+    let affected = q
+        .bind(&prepared.encoded)
+        .bind(&prepared.last_recv)
+        .bind(&prepared.versions)
+        .execute(&mut **tx)
+        .await?
+        .rows_affected();
+    let rows_and_writes = rows
+        .keys()
+        .zip(prepared.versions.into_iter().zip(prepared.encoded));
     if affected == rows.len() as u64 {
         return Ok(rows_and_writes.map(|(k, v)| (k.clone(), v)).collect());
     }
