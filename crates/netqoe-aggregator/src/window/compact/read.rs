@@ -45,6 +45,18 @@ impl<'de> Reader<'de> {
     }
 }
 
+/// `deserialize_<int>` methods that read with the reader's `zigzag` or `varint` and hand the
+/// widened value to the visitor.
+macro_rules! integers {
+    ($($read:ident => $visit:ident: $($method:ident),+;)+) => {
+        $($(
+            fn $method<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
+                visitor.$visit(self.$read()?)
+            }
+        )+)+
+    };
+}
+
 impl<'de> de::Deserializer<'de> for &mut Reader<'de> {
     type Error = Error;
 
@@ -58,29 +70,11 @@ impl<'de> de::Deserializer<'de> for &mut Reader<'de> {
             b => Err(Error(format!("invalid bool {b}"))),
         }
     }
-    fn deserialize_i8<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
-        visitor.visit_i64(self.zigzag()?)
-    }
-    fn deserialize_i16<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
-        visitor.visit_i64(self.zigzag()?)
-    }
-    fn deserialize_i32<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
-        visitor.visit_i64(self.zigzag()?)
-    }
-    fn deserialize_i64<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
-        visitor.visit_i64(self.zigzag()?)
-    }
-    fn deserialize_u8<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
-        visitor.visit_u64(self.varint()?)
-    }
-    fn deserialize_u16<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
-        visitor.visit_u64(self.varint()?)
-    }
-    fn deserialize_u32<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
-        visitor.visit_u64(self.varint()?)
-    }
-    fn deserialize_u64<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
-        visitor.visit_u64(self.varint()?)
+    // Every signed width is read as a zigzag varint and every unsigned one as a varint; the
+    // visitor checks the value fits the field's type.
+    integers! {
+        zigzag => visit_i64: deserialize_i8, deserialize_i16, deserialize_i32, deserialize_i64;
+        varint => visit_u64: deserialize_u8, deserialize_u16, deserialize_u32, deserialize_u64;
     }
     fn deserialize_f32<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
         let b = self.take(4)?;

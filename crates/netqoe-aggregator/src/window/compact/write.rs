@@ -25,6 +25,19 @@ impl Writer<'_> {
     }
 }
 
+/// `serialize_<int>` methods that widen the value and write it with the writer's `zigzag`
+/// or `varint`.
+macro_rules! integers {
+    ($($write:ident: $($method:ident($ty:ty)),+;)+) => {
+        $($(
+            fn $method(self, v: $ty) -> Result<()> {
+                self.$write(v.into());
+                Ok(())
+            }
+        )+)+
+    };
+}
+
 impl<'a, 't> ser::Serializer for &'a mut Writer<'t> {
     type Ok = ();
     type Error = Error;
@@ -40,37 +53,10 @@ impl<'a, 't> ser::Serializer for &'a mut Writer<'t> {
         self.out.push(u8::from(v));
         Ok(())
     }
-    fn serialize_i8(self, v: i8) -> Result<()> {
-        self.zigzag(v.into());
-        Ok(())
-    }
-    fn serialize_i16(self, v: i16) -> Result<()> {
-        self.zigzag(v.into());
-        Ok(())
-    }
-    fn serialize_i32(self, v: i32) -> Result<()> {
-        self.zigzag(v.into());
-        Ok(())
-    }
-    fn serialize_i64(self, v: i64) -> Result<()> {
-        self.zigzag(v);
-        Ok(())
-    }
-    fn serialize_u8(self, v: u8) -> Result<()> {
-        self.varint(v.into());
-        Ok(())
-    }
-    fn serialize_u16(self, v: u16) -> Result<()> {
-        self.varint(v.into());
-        Ok(())
-    }
-    fn serialize_u32(self, v: u32) -> Result<()> {
-        self.varint(v.into());
-        Ok(())
-    }
-    fn serialize_u64(self, v: u64) -> Result<()> {
-        self.varint(v);
-        Ok(())
+    // Signed integers zigzag, unsigned ones as they are, both as LEB128 varints.
+    integers! {
+        zigzag: serialize_i8(i8), serialize_i16(i16), serialize_i32(i32), serialize_i64(i64);
+        varint: serialize_u8(u8), serialize_u16(u16), serialize_u32(u32), serialize_u64(u64);
     }
     fn serialize_f32(self, v: f32) -> Result<()> {
         self.out.extend_from_slice(&v.to_le_bytes());
