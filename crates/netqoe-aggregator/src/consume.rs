@@ -12,6 +12,7 @@ use async_nats::jetstream::{
     consumer::{pull, PullConsumer},
     AckKind,
 };
+use async_nats::Subject;
 use futures::StreamExt;
 use netqoe_model::Event;
 use serde_json::Value;
@@ -52,15 +53,36 @@ pub fn decode(payload: &[u8]) -> Result<Event, String> {
     Ok(event)
 }
 
-/// Acks committed messages.
-async fn ack_all(msgs: impl Iterator<Item = jetstream::Message>) {
-    for msg in msgs {
-        if let Err(error) = msg.ack().await {
-            // The commit stands; a lost ack only means a redelivery that dedup absorbs.
-            metrics::counter!(m::NATS_ERRORS).increment(1);
-            tracing::debug!(%error, "ack failed");
+/// Answers `kind` (ack, nak, in progress) to the deliveries whose ack subjects are `acks`;
+/// returns how many answers could not be sent.
+async fn answer<'a>(
+    client: &async_nats::Client,
+    acks: impl Iterator<Item = &'a Subject>,
+    kind: AckKind,
+) -> usize {
+    let body: bytes::Bytes = kind.into();
+    let mut failed = 0;
+    for subject in acks {
+        if let Err(error) = client.publish(subject.clone(), body.clone()).await {
+            if failed == 0 {
+                tracing::debug!(%error, "answer to a delivery not sent");
+            }
+            failed += 1;
         }
     }
+    metrics::counter!(m::NATS_ERRORS).increment(failed as u64);
+    failed
+}
+
+/// Acks committed messages. The commit stands whatever happens here: a lost ack only means a
+/// redelivery that dedup absorbs.
+async fn ack_all(client: async_nats::Client, chunks: Chunks) {
+    answer(
+        &client,
+        chunks.iter().flat_map(|c| c.acks.iter()),
+        AckKind::Ack,
+    )
+    .await;
 }
 
 /// Exponential backoff capped at `max`.
@@ -69,11 +91,14 @@ pub fn backoff(attempt: u32, max: Duration) -> Duration {
     base.min(max)
 }
 
-/// Decoded events of fetched messages, in the same order as the messages.
+/// Decoded events of fetched messages with the ack subjects of their deliveries, in the same
+/// order. Only the ack subject of a message is kept once it is decoded: a whole
+/// `jetstream::Message` (over 400 bytes, with a client handle) for each of the tens of
+/// thousands of events in flight cost memory and copying for nothing.
 #[derive(Default)]
 pub(crate) struct Fetched {
     events: Vec<Event>,
-    msgs: Vec<jetstream::Message>,
+    acks: Vec<Subject>,
 }
 
 /// The part (of `n`) an event's window belongs to: parts split a batch by client and
@@ -177,7 +202,7 @@ impl Consumer {
             parts.retain(|chunks| chunks.iter().any(|c| !c.events.is_empty()));
             let done = futures::future::join_all(parts.into_iter().map(|p| self.process(p))).await;
             for chunks in done.into_iter().flatten() {
-                acks.spawn(ack_all(chunks.into_iter().flat_map(|c| c.msgs)));
+                acks.spawn(ack_all(self.js.client(), chunks));
             }
             while acks.try_join_next().is_some() {}
         }
@@ -303,7 +328,7 @@ impl Consumer {
             parts: (0..n)
                 .map(|_| Fetched {
                     events: Vec::with_capacity(room),
-                    msgs: Vec::with_capacity(room),
+                    acks: Vec::with_capacity(room),
                 })
                 .collect(),
             events: 0,
@@ -311,12 +336,18 @@ impl Consumer {
         };
         for msg in batch {
             match decode(&msg.payload) {
-                Ok(e) => {
-                    let part = &mut decoded.parts[part_of(&e, n)];
-                    part.events.push(e);
-                    part.msgs.push(msg);
-                    decoded.events += 1;
-                }
+                Ok(e) => match msg.message.reply {
+                    Some(ack) => {
+                        let part = &mut decoded.parts[part_of(&e, n)];
+                        part.events.push(e);
+                        part.acks.push(ack);
+                        decoded.events += 1;
+                    }
+                    // Pull consumers always set one; without it the message cannot be acked.
+                    None => {
+                        tracing::warn!(subject = %msg.subject, "message without an ack subject skipped")
+                    }
+                },
                 Err(reason) => self.dead_letter(msg, &reason).await,
             }
         }
@@ -328,7 +359,8 @@ impl Consumer {
     /// handed back for redelivery.
     async fn process(&self, chunks: Chunks) -> Option<Chunks> {
         let events: Vec<&Event> = chunks.iter().flat_map(|c| c.events.iter()).collect();
-        let good = || chunks.iter().flat_map(|c| c.msgs.iter());
+        let acks = || chunks.iter().flat_map(|c| c.acks.iter());
+        let client = self.js.client();
         let mut attempt = 0u32;
         let mut last_progress = Instant::now();
         loop {
@@ -351,17 +383,13 @@ impl Consumer {
                             events = events.len(),
                             "shutting down with an uncommitted batch; it will be redelivered"
                         );
-                        for msg in good() {
-                            let _ = msg.ack_with(AckKind::Nak(None)).await;
-                        }
+                        answer(&client, acks(), AckKind::Nak(None)).await;
                         return None;
                     }
                     // Keep the messages ours while Postgres is away instead of letting
                     // them be redelivered every ack wait.
                     if last_progress.elapsed() > Duration::from_secs(10) {
-                        for msg in good() {
-                            let _ = msg.ack_with(AckKind::Progress).await;
-                        }
+                        answer(&client, acks(), AckKind::Progress).await;
                         last_progress = Instant::now();
                     }
                     tokio::time::sleep(backoff(attempt, self.settings.max_backoff)).await;
