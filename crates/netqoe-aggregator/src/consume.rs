@@ -53,15 +53,14 @@ pub fn decode(payload: &[u8]) -> Result<Event, String> {
     Ok(event)
 }
 
-/// Answers `kind` (ack, nak, in progress) to the deliveries whose ack subjects are `acks`;
-/// returns how many answers could not be sent.
+/// Answers `kind` (ack, nak, in progress) to the deliveries whose ack subjects are `acks`.
 async fn answer<'a>(
     client: &async_nats::Client,
     acks: impl Iterator<Item = &'a Subject>,
     kind: AckKind,
-) -> usize {
+) {
     let body: bytes::Bytes = kind.into();
-    let mut failed = 0;
+    let mut failed = 0u64;
     for subject in acks {
         if let Err(error) = client.publish(subject.clone(), body.clone()).await {
             if failed == 0 {
@@ -70,8 +69,7 @@ async fn answer<'a>(
             failed += 1;
         }
     }
-    metrics::counter!(m::NATS_ERRORS).increment(failed as u64);
-    failed
+    metrics::counter!(m::NATS_ERRORS).increment(failed);
 }
 
 /// Acks committed messages. The commit stands whatever happens here: a lost ack only means a
@@ -79,7 +77,7 @@ async fn answer<'a>(
 async fn ack_all(client: async_nats::Client, chunks: Chunks) {
     answer(
         &client,
-        chunks.iter().flat_map(|c| c.acks.iter()),
+        chunks.iter().flat_map(|c| c.acks.iter().flatten()),
         AckKind::Ack,
     )
     .await;
@@ -94,11 +92,13 @@ pub fn backoff(attempt: u32, max: Duration) -> Duration {
 /// Decoded events of fetched messages with the ack subjects of their deliveries, in the same
 /// order. Only the ack subject of a message is kept once it is decoded: a whole
 /// `jetstream::Message` (over 400 bytes, with a client handle) for each of the tens of
-/// thousands of events in flight cost memory and copying for nothing.
+/// thousands of events in flight cost memory and copying for nothing. A message without one
+/// (never the case for a pull consumer's deliveries) is merged all the same but cannot be
+/// answered.
 #[derive(Default)]
 pub(crate) struct Fetched {
     events: Vec<Event>,
-    acks: Vec<Subject>,
+    acks: Vec<Option<Subject>>,
 }
 
 /// The part (of `n`) an event's window belongs to: parts split a batch by client and
@@ -336,18 +336,12 @@ impl Consumer {
         };
         for msg in batch {
             match decode(&msg.payload) {
-                Ok(e) => match msg.message.reply {
-                    Some(ack) => {
-                        let part = &mut decoded.parts[part_of(&e, n)];
-                        part.events.push(e);
-                        part.acks.push(ack);
-                        decoded.events += 1;
-                    }
-                    // Pull consumers always set one; without it the message cannot be acked.
-                    None => {
-                        tracing::warn!(subject = %msg.subject, "message without an ack subject skipped")
-                    }
-                },
+                Ok(e) => {
+                    let part = &mut decoded.parts[part_of(&e, n)];
+                    part.events.push(e);
+                    part.acks.push(msg.message.reply);
+                    decoded.events += 1;
+                }
                 Err(reason) => self.dead_letter(msg, &reason).await,
             }
         }
@@ -359,7 +353,7 @@ impl Consumer {
     /// handed back for redelivery.
     async fn process(&self, chunks: Chunks) -> Option<Chunks> {
         let events: Vec<&Event> = chunks.iter().flat_map(|c| c.events.iter()).collect();
-        let acks = || chunks.iter().flat_map(|c| c.acks.iter());
+        let acks = || chunks.iter().flat_map(|c| c.acks.iter().flatten());
         let client = self.js.client();
         let mut attempt = 0u32;
         let mut last_progress = Instant::now();
