@@ -29,7 +29,7 @@ use uuid::Uuid;
 
 mod rows;
 
-pub use rows::RowCache;
+pub use rows::{columns, upsert_statement, RowCache};
 use rows::{Row, Versioned};
 
 use crate::window::{by_window, WindowKey, WindowState};

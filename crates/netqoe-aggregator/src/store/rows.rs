@@ -69,7 +69,7 @@ impl RowCache {
 const TIMING_STATS: [&str; 5] = ["p50", "p95", "p99", "min", "max"];
 
 /// `(column, array cast)` of every column a write sets, in bind order.
-pub(super) fn columns() -> Vec<(String, &'static str)> {
+pub fn columns() -> Vec<(String, &'static str)> {
     let mut cols: Vec<(String, &'static str)> = vec![
         ("client_id".into(), "text[]"),
         ("target".into(), "text[]"),
@@ -112,28 +112,33 @@ pub(super) fn columns() -> Vec<(String, &'static str)> {
 /// lockstep). For rows this wide that cut Postgres's CPU per event by about a tenth.
 pub(super) fn upsert_sql() -> &'static str {
     static SQL: OnceLock<String> = OnceLock::new();
-    SQL.get_or_init(|| {
-        let cols = columns();
-        let names: Vec<&str> = cols.iter().map(|(n, _)| n.as_str()).collect();
-        let values: Vec<String> = cols
-            .iter()
-            .enumerate()
-            .map(|(i, (name, cast))| format!("unnest(${}::{cast}) AS {name}", i + 1))
-            .collect();
-        let sets: Vec<String> = names[3..]
-            .iter()
-            .map(|n| format!("{n} = excluded.{n}"))
-            .collect();
-        format!(
-            "INSERT INTO agg_1m AS a ({names}, updated_at) \
-             SELECT {values}, now() \
-             ON CONFLICT (client_id, target, window_start_ts) DO UPDATE SET {sets}, updated_at = now() \
-             WHERE a.version = excluded.version - 1",
-            names = names.join(", "),
-            values = values.join(", "),
-            sets = sets.join(", "),
-        )
-    })
+    SQL.get_or_init(|| upsert_statement("agg_1m", Some("a.version = excluded.version - 1")))
+}
+
+/// The upsert of `columns()` into `table` (of `agg_1m`'s shape), with `guard` as the
+/// condition of its conflict action: the aggregator's own statement, which benchmarks also run
+/// unguarded against a copy of the table to measure what Postgres alone takes for the rows.
+pub fn upsert_statement(table: &str, guard: Option<&str>) -> String {
+    let cols = columns();
+    let names: Vec<&str> = cols.iter().map(|(n, _)| n.as_str()).collect();
+    let values: Vec<String> = cols
+        .iter()
+        .enumerate()
+        .map(|(i, (name, cast))| format!("unnest(${}::{cast}) AS {name}", i + 1))
+        .collect();
+    let sets: Vec<String> = names[3..]
+        .iter()
+        .map(|n| format!("{n} = excluded.{n}"))
+        .collect();
+    let guard = guard.map(|g| format!(" WHERE {g}")).unwrap_or_default();
+    format!(
+        "INSERT INTO {table} AS a ({names}, updated_at) \
+         SELECT {values}, now() \
+         ON CONFLICT (client_id, target, window_start_ts) DO UPDATE SET {sets}, updated_at = now(){guard}",
+        names = names.join(", "),
+        values = values.join(", "),
+        sets = sets.join(", "),
+    )
 }
 
 /// What a write stored for a row: its new version and encoded state.
