@@ -16,7 +16,7 @@ use std::time::Instant;
 use chrono::{DateTime, Utc};
 use sqlx::{postgres::PgRow, PgPool, Row};
 
-use super::{wal_bytes, CpuSplit, Stack};
+use super::{checkpoint, wal_bytes, CpuSplit, Stack};
 
 /// What one limit took: events per second, upserts, CPU per event and WAL per event.
 pub struct Reading {
@@ -139,6 +139,7 @@ where
         usize,
     ) -> Result<bool, sqlx::Error>,
 {
+    checkpoint(&s.pool).await?;
     let wal_before = wal_bytes(&s.pool).await?;
     let cpu_before = CpuSplit::read(s)?;
     let start = Instant::now();
