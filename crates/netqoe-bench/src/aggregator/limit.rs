@@ -126,7 +126,8 @@ async fn insert_ids(
 const IDS_TABLE: &str =
     "(event_id uuid PRIMARY KEY, client_id text NOT NULL, ts_ms bigint NOT NULL)";
 
-/// Runs `chunks` transactions of `work` and measures them.
+/// Runs transactions of `work(tx, i)` for i = 0, 1, … until it answers false, and measures
+/// them from a checkpoint.
 async fn measure<F>(
     s: &Stack,
     events: usize,
@@ -248,6 +249,7 @@ pub async fn rows(s: &Stack, evs: &[netqoe_model::Event], batch: usize) -> anyho
     let (values, at) = load_rows(&s.pool).await?;
     let chunks: Vec<&[netqoe_model::Event]> = evs.chunks(batch).collect();
     let mut prepared = Vec::with_capacity(chunks.len());
+    let mut upserts = 0;
     for chunk in &chunks {
         let rows = keys(chunk)
             .keys()
@@ -257,13 +259,9 @@ pub async fn rows(s: &Stack, evs: &[netqoe_model::Event], batch: usize) -> anyho
                     .ok_or_else(|| anyhow::anyhow!("agg_1m has no row {c} {t} {w}"))
             })
             .collect::<anyhow::Result<Vec<usize>>>()?;
+        upserts += rows.len();
         prepared.push(values.iter().map(|v| v.pick(&rows)).collect::<Vec<_>>());
     }
-    let upserts = prepared.iter().map(|cols| match &cols[0] {
-        Values::Text(v) => v.len(),
-        _ => 0,
-    });
-    let upserts = upserts.sum();
     let sql = netqoe_aggregator::store::upsert_statement("raw_rows", None);
     measure(s, evs.len(), upserts, async |tx, i| {
         insert_ids(tx, "raw_rows_seen", chunks[i]).await?;
