@@ -169,10 +169,7 @@ fn busy_minute() -> WindowState {
 
 #[test]
 fn compact_state_is_small_and_older_formats_still_read() {
-    let one = group(&[event("c", 0, 12.5, None)])
-        .into_values()
-        .next()
-        .unwrap();
+    let [busy, one] = fixture_states();
     let encoded = one.encode();
     assert_eq!(encoded[0], 3, "format 3 is written");
     assert!(
@@ -181,7 +178,6 @@ fn compact_state_is_small_and_older_formats_still_read() {
         encoded.len(),
         content(&one).len()
     );
-    let busy = busy_minute();
     let lz4 = lz4_flex::compress_prepend_size(&content(&busy));
     assert!(
         busy.encode().len() < lz4.len(),
@@ -318,4 +314,28 @@ fn format_3_is_tied_to_the_sketch_configuration() {
     );
     // An unused sketch is one byte, so a state of nothing but counters is a few bytes.
     assert!(WindowState::default().encode().len() < 20);
+}
+
+/// Format 3 bytes of [`busy_minute`] and of a one-event window as this format was first
+/// released: rows already stored must read back, and a writer change must not move a byte.
+const FORMAT_3_FIXTURE: &str = include_str!("format3_fixture.hex");
+
+fn fixture_states() -> [WindowState; 2] {
+    let one = group(&[event("c", 0, 12.5, None)])
+        .into_values()
+        .next()
+        .unwrap();
+    [busy_minute(), one]
+}
+
+#[test]
+fn format_3_writes_the_released_bytes() {
+    let expected: Vec<&str> = FORMAT_3_FIXTURE.lines().collect();
+    let states = fixture_states();
+    assert_eq!(expected.len(), states.len());
+    for (state, hex) in states.iter().zip(expected) {
+        assert_eq!(hex::encode(state.encode()), hex);
+        let back = WindowState::decode(&hex::decode(hex).unwrap()).unwrap();
+        assert_eq!(content(&back), content(state));
+    }
 }

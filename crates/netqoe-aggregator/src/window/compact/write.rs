@@ -217,6 +217,25 @@ impl ser::SerializeSeq for SeqWriter<'_, '_> {
     type Ok = ();
     type Error = Error;
     fn serialize_element<T: ?Sized + Serialize>(&mut self, value: &T) -> Result<()> {
+        // Integers (the bins) are counted or written straight from their value; anything else
+        // is written and then looked at.
+        match value.serialize(IntProbe) {
+            Ok(Int::Unsigned(0) | Int::Signed(0)) => {
+                self.zeros += 1;
+                return Ok(());
+            }
+            Ok(Int::Unsigned(v)) => {
+                self.w.varint(std::mem::take(&mut self.zeros));
+                self.w.varint(v);
+                return Ok(());
+            }
+            Ok(Int::Signed(v)) => {
+                self.w.varint(std::mem::take(&mut self.zeros));
+                self.w.zigzag(v);
+                return Ok(());
+            }
+            Err(NotInt) => {}
+        }
         let at = self.w.out.len();
         value.serialize(&mut *self.w)?;
         let written = &self.w.out[at..];
@@ -225,7 +244,6 @@ impl ser::SerializeSeq for SeqWriter<'_, '_> {
             self.zeros += 1;
             return Ok(());
         }
-        // Only integers (a varint of at most 10 bytes) are elements here.
         let mut element = [0u8; 10];
         let Some(slot) = element.get_mut(..written.len()) else {
             return unsupported("sequence of anything but integers");
@@ -242,5 +260,138 @@ impl ser::SerializeSeq for SeqWriter<'_, '_> {
             self.w.varint(self.zeros);
         }
         Ok(())
+    }
+}
+
+/// An integer element, widened.
+enum Int {
+    Unsigned(u64),
+    Signed(i64),
+}
+
+/// What [`IntProbe`] answers for anything but an integer (no allocation, unlike [`Error`]).
+#[derive(Debug)]
+struct NotInt;
+
+impl std::fmt::Display for NotInt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("not an integer")
+    }
+}
+
+impl std::error::Error for NotInt {}
+
+impl ser::Error for NotInt {
+    fn custom<T: std::fmt::Display>(_: T) -> Self {
+        NotInt
+    }
+}
+
+/// A serializer that hands back an integer value as it is and refuses everything else: a
+/// sequence's bins are read through it without a byte written and taken back for every zero.
+struct IntProbe;
+
+/// `serialize_<int>` methods of [`IntProbe`] that widen the value into `Int::$variant`.
+macro_rules! probe_integers {
+    ($($variant:ident: $($method:ident($ty:ty)),+;)+) => {
+        $($(
+            fn $method(self, v: $ty) -> std::result::Result<Int, NotInt> {
+                Ok(Int::$variant(v.into()))
+            }
+        )+)+
+    };
+}
+
+/// Methods of [`IntProbe`] for everything that is not an integer.
+macro_rules! not_int {
+    ($($method:ident($($arg:ty),*)),+) => {
+        $(
+            fn $method(self, $(_: $arg),*) -> std::result::Result<Int, NotInt> {
+                Err(NotInt)
+            }
+        )+
+    };
+}
+
+impl ser::Serializer for IntProbe {
+    type Ok = Int;
+    type Error = NotInt;
+    type SerializeSeq = ser::Impossible<Int, NotInt>;
+    type SerializeTuple = ser::Impossible<Int, NotInt>;
+    type SerializeTupleStruct = ser::Impossible<Int, NotInt>;
+    type SerializeTupleVariant = ser::Impossible<Int, NotInt>;
+    type SerializeMap = ser::Impossible<Int, NotInt>;
+    type SerializeStruct = ser::Impossible<Int, NotInt>;
+    type SerializeStructVariant = ser::Impossible<Int, NotInt>;
+
+    probe_integers! {
+        Signed: serialize_i8(i8), serialize_i16(i16), serialize_i32(i32), serialize_i64(i64);
+        Unsigned: serialize_u8(u8), serialize_u16(u16), serialize_u32(u32), serialize_u64(u64);
+    }
+    not_int! {
+        serialize_bool(bool), serialize_f32(f32), serialize_f64(f64), serialize_char(char),
+        serialize_str(&str), serialize_bytes(&[u8]), serialize_none(), serialize_unit(),
+        serialize_unit_struct(&'static str),
+        serialize_unit_variant(&'static str, u32, &'static str)
+    }
+    fn serialize_some<T: ?Sized + Serialize>(self, _: &T) -> std::result::Result<Int, NotInt> {
+        Err(NotInt)
+    }
+    fn serialize_newtype_struct<T: ?Sized + Serialize>(
+        self,
+        _: &'static str,
+        _: &T,
+    ) -> std::result::Result<Int, NotInt> {
+        Err(NotInt)
+    }
+    fn serialize_newtype_variant<T: ?Sized + Serialize>(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: &T,
+    ) -> std::result::Result<Int, NotInt> {
+        Err(NotInt)
+    }
+    fn serialize_seq(self, _: Option<usize>) -> std::result::Result<Self::SerializeSeq, NotInt> {
+        Err(NotInt)
+    }
+    fn serialize_tuple(self, _: usize) -> std::result::Result<Self::SerializeTuple, NotInt> {
+        Err(NotInt)
+    }
+    fn serialize_tuple_struct(
+        self,
+        _: &'static str,
+        _: usize,
+    ) -> std::result::Result<Self::SerializeTupleStruct, NotInt> {
+        Err(NotInt)
+    }
+    fn serialize_tuple_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: usize,
+    ) -> std::result::Result<Self::SerializeTupleVariant, NotInt> {
+        Err(NotInt)
+    }
+    fn serialize_map(self, _: Option<usize>) -> std::result::Result<Self::SerializeMap, NotInt> {
+        Err(NotInt)
+    }
+    fn serialize_struct(
+        self,
+        _: &'static str,
+        _: usize,
+    ) -> std::result::Result<Self::SerializeStruct, NotInt> {
+        Err(NotInt)
+    }
+    fn serialize_struct_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: usize,
+    ) -> std::result::Result<Self::SerializeStructVariant, NotInt> {
+        Err(NotInt)
     }
 }
