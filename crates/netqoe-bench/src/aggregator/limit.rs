@@ -230,7 +230,9 @@ async fn load_rows(
 
 /// The `rows` limit: the windows the aggregator wrote, upserted into a copy of `agg_1m` (its
 /// columns, indexes and fillfactor) with the aggregator's statement, without its version guard.
-/// Each upsert writes the row's final values, prepared before the clock starts.
+/// Each upsert writes the row's final values, prepared before the clock starts (a window the
+/// aggregator wrote twice is written with its final state both times: a first write's state
+/// in the limit is a little larger than the aggregator's).
 pub async fn rows(s: &Stack, evs: &[netqoe_model::Event], batch: usize) -> anyhow::Result<Reading> {
     let options: Option<Vec<String>> =
         sqlx::query_scalar("SELECT reloptions FROM pg_class WHERE relname = 'agg_1m'")
