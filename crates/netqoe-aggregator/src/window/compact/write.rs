@@ -302,11 +302,11 @@ macro_rules! probe_integers {
     };
 }
 
-/// Methods of [`IntProbe`] for everything that is not an integer.
+/// Methods of [`IntProbe`] for everything that is not an integer: `name(args) -> answer`.
 macro_rules! not_int {
-    ($($method:ident($($arg:ty),*)),+) => {
+    ($($method:ident$(<$t:ident>)?($($arg:ty),*) -> $out:ty;)+) => {
         $(
-            fn $method(self, $(_: $arg),*) -> std::result::Result<Int, NotInt> {
+            fn $method$(<$t: ?Sized + Serialize>)?(self, $(_: $arg),*) -> std::result::Result<$out, NotInt> {
                 Err(NotInt)
             }
         )+
@@ -329,69 +329,25 @@ impl ser::Serializer for IntProbe {
         Unsigned: serialize_u8(u8), serialize_u16(u16), serialize_u32(u32), serialize_u64(u64);
     }
     not_int! {
-        serialize_bool(bool), serialize_f32(f32), serialize_f64(f64), serialize_char(char),
-        serialize_str(&str), serialize_bytes(&[u8]), serialize_none(), serialize_unit(),
-        serialize_unit_struct(&'static str),
-        serialize_unit_variant(&'static str, u32, &'static str)
-    }
-    fn serialize_some<T: ?Sized + Serialize>(self, _: &T) -> std::result::Result<Int, NotInt> {
-        Err(NotInt)
-    }
-    fn serialize_newtype_struct<T: ?Sized + Serialize>(
-        self,
-        _: &'static str,
-        _: &T,
-    ) -> std::result::Result<Int, NotInt> {
-        Err(NotInt)
-    }
-    fn serialize_newtype_variant<T: ?Sized + Serialize>(
-        self,
-        _: &'static str,
-        _: u32,
-        _: &'static str,
-        _: &T,
-    ) -> std::result::Result<Int, NotInt> {
-        Err(NotInt)
-    }
-    fn serialize_seq(self, _: Option<usize>) -> std::result::Result<Self::SerializeSeq, NotInt> {
-        Err(NotInt)
-    }
-    fn serialize_tuple(self, _: usize) -> std::result::Result<Self::SerializeTuple, NotInt> {
-        Err(NotInt)
-    }
-    fn serialize_tuple_struct(
-        self,
-        _: &'static str,
-        _: usize,
-    ) -> std::result::Result<Self::SerializeTupleStruct, NotInt> {
-        Err(NotInt)
-    }
-    fn serialize_tuple_variant(
-        self,
-        _: &'static str,
-        _: u32,
-        _: &'static str,
-        _: usize,
-    ) -> std::result::Result<Self::SerializeTupleVariant, NotInt> {
-        Err(NotInt)
-    }
-    fn serialize_map(self, _: Option<usize>) -> std::result::Result<Self::SerializeMap, NotInt> {
-        Err(NotInt)
-    }
-    fn serialize_struct(
-        self,
-        _: &'static str,
-        _: usize,
-    ) -> std::result::Result<Self::SerializeStruct, NotInt> {
-        Err(NotInt)
-    }
-    fn serialize_struct_variant(
-        self,
-        _: &'static str,
-        _: u32,
-        _: &'static str,
-        _: usize,
-    ) -> std::result::Result<Self::SerializeStructVariant, NotInt> {
-        Err(NotInt)
+        serialize_bool(bool) -> Int;
+        serialize_f32(f32) -> Int;
+        serialize_f64(f64) -> Int;
+        serialize_char(char) -> Int;
+        serialize_str(&str) -> Int;
+        serialize_bytes(&[u8]) -> Int;
+        serialize_none() -> Int;
+        serialize_unit() -> Int;
+        serialize_unit_struct(&'static str) -> Int;
+        serialize_unit_variant(&'static str, u32, &'static str) -> Int;
+        serialize_some<T>(&T) -> Int;
+        serialize_newtype_struct<T>(&'static str, &T) -> Int;
+        serialize_newtype_variant<T>(&'static str, u32, &'static str, &T) -> Int;
+        serialize_seq(Option<usize>) -> Self::SerializeSeq;
+        serialize_tuple(usize) -> Self::SerializeTuple;
+        serialize_tuple_struct(&'static str, usize) -> Self::SerializeTupleStruct;
+        serialize_tuple_variant(&'static str, u32, &'static str, usize) -> Self::SerializeTupleVariant;
+        serialize_map(Option<usize>) -> Self::SerializeMap;
+        serialize_struct(&'static str, usize) -> Self::SerializeStruct;
+        serialize_struct_variant(&'static str, u32, &'static str, usize) -> Self::SerializeStructVariant;
     }
 }
