@@ -65,18 +65,25 @@ pub struct RunArgs {
     /// Address of /metrics, /healthz and /readyz.
     #[arg(
         long,
+        global = true,
         env = "NETQOE_AGGREGATOR_METRICS_LISTEN",
         default_value = "0.0.0.0:9102"
     )]
     pub metrics_listen: SocketAddr,
     /// Messages fetched and committed per transaction.
-    #[arg(long, env = "NETQOE_AGGREGATOR_BATCH_SIZE", default_value_t = 2000)]
+    #[arg(
+        long,
+        global = true,
+        env = "NETQOE_AGGREGATOR_BATCH_SIZE",
+        default_value_t = 2000
+    )]
     pub batch_size: usize,
     /// While a backlog drains (fetches come back full), consecutive batches are merged into
     /// one transaction of at most this many events, waiting up to --fetch-wait for each next
     /// batch (fewer reads and writes of windows they share).
     #[arg(
         long,
+        global = true,
         env = "NETQOE_AGGREGATOR_MAX_COMMIT_EVENTS",
         default_value_t = 20_000
     )]
@@ -85,7 +92,12 @@ pub struct RunArgs {
     /// the next batch touching them skips reading them; a window not in it is written as new
     /// without a read, and read only if it turns out to exist. Every write is checked against
     /// the row's version. 0 turns the cache off (every window is read first).
-    #[arg(long, env = "NETQOE_AGGREGATOR_ROW_CACHE", default_value_t = 50_000)]
+    #[arg(
+        long,
+        global = true,
+        env = "NETQOE_AGGREGATOR_ROW_CACHE",
+        default_value_t = 50_000
+    )]
     pub row_cache: usize,
     /// Transactions committed side by side, each on its own share of the windows (split by
     /// client and target, so they never wait for each other). Needs as many
@@ -93,35 +105,75 @@ pub struct RunArgs {
     /// host shared with Postgres and nats-server it costs more CPU per event.
     #[arg(
         long,
+        global = true,
         env = "NETQOE_AGGREGATOR_COMMIT_PARALLELISM",
         default_value_t = 1
     )]
     pub commit_parallelism: usize,
     /// Longest wait for a batch to fill before processing what arrived.
-    #[arg(long, env = "NETQOE_AGGREGATOR_FETCH_WAIT", default_value = "250ms", value_parser = humantime::parse_duration)]
+    #[arg(long, global = true, env = "NETQOE_AGGREGATOR_FETCH_WAIT", default_value = "250ms", value_parser = humantime::parse_duration)]
     pub fetch_wait: Duration,
     /// Longest pause between retries while NATS or Postgres is unavailable.
-    #[arg(long, env = "NETQOE_AGGREGATOR_MAX_BACKOFF", default_value = "5s", value_parser = humantime::parse_duration)]
+    #[arg(long, global = true, env = "NETQOE_AGGREGATOR_MAX_BACKOFF", default_value = "5s", value_parser = humantime::parse_duration)]
     pub max_backoff: Duration,
     /// Postgres connections.
-    #[arg(long, env = "NETQOE_AGGREGATOR_DB_CONNECTIONS", default_value_t = 4)]
+    #[arg(
+        long,
+        global = true,
+        env = "NETQOE_AGGREGATOR_DB_CONNECTIONS",
+        default_value_t = 4
+    )]
     pub db_connections: u32,
     /// Do not create or update streams and the consumer at start.
-    #[arg(long, env = "NETQOE_AGGREGATOR_NO_PROVISION")]
+    #[arg(long, global = true, env = "NETQOE_AGGREGATOR_NO_PROVISION")]
     pub no_provision: bool,
     /// max_bytes of QOE_EVENTS when provisioning.
-    #[arg(long, env = "NETQOE_AGGREGATOR_STREAM_MAX_BYTES")]
+    #[arg(long, global = true, env = "NETQOE_AGGREGATOR_STREAM_MAX_BYTES")]
     pub stream_max_bytes: Option<i64>,
     /// Replicas of both streams when provisioning (3 in a cluster).
-    #[arg(long, env = "NETQOE_AGGREGATOR_STREAM_REPLICAS")]
+    #[arg(long, global = true, env = "NETQOE_AGGREGATOR_STREAM_REPLICAS")]
     pub stream_replicas: Option<usize>,
     /// Keep event ids in events_seen this long (at least the stream's max_age).
-    #[arg(long, env = "NETQOE_AGGREGATOR_SEEN_RETENTION", default_value = "7d", value_parser = humantime::parse_duration)]
+    #[arg(long, global = true, env = "NETQOE_AGGREGATOR_SEEN_RETENTION", default_value = "7d", value_parser = humantime::parse_duration)]
     pub seen_retention: Duration,
     /// Delete agg_1m windows older than this (default: keep forever).
-    #[arg(long, env = "NETQOE_AGGREGATOR_AGG_RETENTION", value_parser = humantime::parse_duration)]
+    #[arg(long, global = true, env = "NETQOE_AGGREGATOR_AGG_RETENTION", value_parser = humantime::parse_duration)]
     pub agg_retention: Option<Duration>,
     /// How often retention runs.
-    #[arg(long, env = "NETQOE_AGGREGATOR_RETENTION_INTERVAL", default_value = "10m", value_parser = humantime::parse_duration)]
+    #[arg(long, global = true, env = "NETQOE_AGGREGATOR_RETENTION_INTERVAL", default_value = "10m", value_parser = humantime::parse_duration)]
     pub retention_interval: Duration,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_work_before_and_after_the_subcommand() {
+        let after =
+            Cli::try_parse_from(["netqoe-aggregator", "run", "--batch-size", "10"]).unwrap();
+        assert_eq!(after.run.batch_size, 10);
+        assert!(matches!(after.command, Some(Command::Run)));
+        let before =
+            Cli::try_parse_from(["netqoe-aggregator", "--batch-size", "10", "run"]).unwrap();
+        assert_eq!(before.run.batch_size, 10);
+        let dlq = Cli::try_parse_from([
+            "netqoe-aggregator",
+            "dlq",
+            "list",
+            "--nats-url",
+            "nats://10.0.0.1:4222",
+            "--json",
+        ])
+        .unwrap();
+        assert_eq!(dlq.nats.nats_url, "nats://10.0.0.1:4222");
+        let migrate = Cli::try_parse_from([
+            "netqoe-aggregator",
+            "migrate",
+            "--database-url",
+            "postgres://x@db/netqoe",
+        ])
+        .unwrap();
+        assert_eq!(migrate.db.database_url, "postgres://x@db/netqoe");
+    }
 }

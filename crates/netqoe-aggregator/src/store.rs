@@ -30,7 +30,7 @@ use uuid::Uuid;
 mod rows;
 
 pub use rows::{columns, upsert_statement, RowCache};
-use rows::{Row, Versioned};
+use rows::{KeyArrays, Row, Versioned};
 
 use crate::window::{by_window, WindowKey, WindowState};
 
@@ -84,35 +84,19 @@ async fn read_rows(
     if keys.is_empty() {
         return Ok(Vec::new());
     }
-    type Found = (String, String, DateTime<Utc>, i64, Vec<u8>);
-    let rows: Vec<Found> = sqlx::query_as(
-        "SELECT a.client_id, a.target, a.window_start_ts, a.version, a.sketch_state FROM agg_1m a \
-         JOIN UNNEST($1::text[], $2::text[], $3::timestamptz[]) AS u(c, t, w) \
-           ON a.client_id = u.c AND a.target = u.t AND a.window_start_ts = u.w",
-    )
-    .bind(
-        keys.iter()
-            .map(|k| k.client_id.as_str())
-            .collect::<Vec<_>>(),
-    )
-    .bind(keys.iter().map(|k| k.target.as_str()).collect::<Vec<_>>())
-    .bind(
-        keys.iter()
-            .map(|k| ts(k.window_start_ms))
-            .collect::<Vec<_>>(),
-    )
-    .fetch_all(&mut **tx)
-    .await?;
-    Ok(rows
+    let sql = format!(
+        "SELECT {}, a.version, a.sketch_state FROM agg_1m a {}",
+        rows::KEY_COLUMNS,
+        rows::JOIN_KEYS
+    );
+    type Found = (String, String, String, i16, DateTime<Utc>, i64, Vec<u8>);
+    let found: Vec<Found> = KeyArrays::of(keys.iter().copied())
+        .bind(sqlx::query_as(&sql))
+        .fetch_all(&mut **tx)
+        .await?;
+    Ok(found
         .into_iter()
-        .map(|(client_id, target, window, version, bytes)| {
-            let key = WindowKey {
-                client_id,
-                target,
-                window_start_ms: window.timestamp_millis(),
-            };
-            (key, version, bytes)
-        })
+        .map(|(c, t, k, v, w, version, bytes)| (rows::key_of((c, t, k, v, w)), version, bytes))
         .collect())
 }
 
@@ -167,6 +151,7 @@ async fn merge<'e>(
     tx: Option<&mut sqlx::Transaction<'_, sqlx::Postgres>>,
     groups: BTreeMap<WindowKey, Vec<&'e Event>>,
     cache: &RowCache,
+    now_us: i64,
 ) -> Result<Merged<'e>, sqlx::Error> {
     let mut base: BTreeMap<&WindowKey, Versioned> = BTreeMap::new();
     let mut misses: Vec<&WindowKey> = Vec::new();
@@ -187,7 +172,7 @@ async fn merge<'e>(
         }
     }
     let rows = merge_onto(&groups, groups.keys(), |k| base.remove(k))?;
-    let prepared = rows::Prepared::of(&rows);
+    let prepared = rows::Prepared::of(&rows, now_us);
     Ok(Merged {
         groups,
         rows,
@@ -202,6 +187,17 @@ pub async fn apply(
     pool: &PgPool,
     events: &[&Event],
     cache: &RowCache,
+) -> Result<Applied, sqlx::Error> {
+    apply_at(pool, events, cache, Utc::now().timestamp_micros()).await
+}
+
+/// [`apply`] with the clock (µs since the epoch) that versions new rows given, so a test can
+/// make a new row's version meet an existing row's on purpose.
+pub async fn apply_at(
+    pool: &PgPool,
+    events: &[&Event],
+    cache: &RowCache,
+    now_us: i64,
 ) -> Result<Applied, sqlx::Error> {
     // One entry per event id, sorted: the insert order into events_seen.
     let mut by_id: Vec<&Event> = events.to_vec();
@@ -229,7 +225,7 @@ pub async fn apply(
         if !cache.enabled() || by_id.is_empty() {
             return Ok(None);
         }
-        merge(None, by_window(by_id.iter().copied()), cache)
+        merge(None, by_window(by_id.iter().copied()), cache, now_us)
             .await
             .map(Some)
     };
@@ -268,7 +264,7 @@ pub async fn apply(
                     rows: 0,
                 });
             }
-            let merged = merge(Some(&mut tx), groups, cache).await?;
+            let merged = merge(Some(&mut tx), groups, cache, now_us).await?;
             clock.lap("merge");
             merged
         }
@@ -302,7 +298,7 @@ pub async fn apply(
             .map(|(k, v, b)| (k, (v, b)))
             .collect();
         let again = merge_onto(&groups, stale.iter().copied(), |k| current.remove(k))?;
-        let more = rows::write_rows(&mut tx, &again, rows::Prepared::of(&again)).await?;
+        let more = rows::write_rows(&mut tx, &again, rows::Prepared::of(&again, now_us)).await?;
         if more.len() != again.len() {
             return Err(sqlx::Error::Protocol(format!(
                 "{} locked windows changed under the transaction",

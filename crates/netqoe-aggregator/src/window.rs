@@ -12,7 +12,7 @@
 
 use std::collections::BTreeMap;
 
-use netqoe_model::{ErrorStage, Event};
+use netqoe_model::{ErrorStage, Event, ProbeKind};
 use serde::{Deserialize, Serialize};
 use sketches_ddsketch::{Config, DDSketch};
 
@@ -41,11 +41,15 @@ fn sketch() -> DDSketch {
     DDSketch::new(Config::new(SKETCH_ALPHA, SKETCH_MAX_BINS, SKETCH_MIN_VALUE))
 }
 
-/// Key of an `agg_1m` row.
+/// Key of an `agg_1m` row: the series (client, target, probe kind, address family) and the
+/// minute. Its order is the order rows are written in, the same in every instance.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct WindowKey {
     pub client_id: String,
     pub target: String,
+    pub probe_kind: ProbeKind,
+    /// 4, 6, or 0 when the event does not say.
+    pub ip_version: u8,
     pub window_start_ms: i64,
 }
 
@@ -54,6 +58,8 @@ impl WindowKey {
         WindowKey {
             client_id: event.client_id.clone(),
             target: event.target.clone(),
+            probe_kind: event.probe_kind,
+            ip_version: event.ip_version(),
             window_start_ms: netqoe_model::window_start_ms(event.ts_ms),
         }
     }
@@ -308,25 +314,36 @@ pub fn by_window<'a>(
     events: impl IntoIterator<Item = &'a Event>,
 ) -> BTreeMap<WindowKey, Vec<&'a Event>> {
     // Keyed by borrowed strings while sorting, so each window's key is allocated once.
-    let mut by_key: std::collections::HashMap<(&str, &str, i64), Vec<&Event>> =
+    type Borrowed<'e> = (&'e str, &'e str, ProbeKind, u8, i64);
+    let mut by_key: std::collections::HashMap<Borrowed, Vec<&Event>> =
         std::collections::HashMap::new();
     for e in events {
         let window = netqoe_model::window_start_ms(e.ts_ms);
         by_key
-            .entry((e.client_id.as_str(), e.target.as_str(), window))
+            .entry((
+                e.client_id.as_str(),
+                e.target.as_str(),
+                e.probe_kind,
+                e.ip_version(),
+                window,
+            ))
             .or_default()
             .push(e);
     }
     by_key
         .into_iter()
-        .map(|((client_id, target, window_start_ms), events)| {
-            let key = WindowKey {
-                client_id: client_id.to_string(),
-                target: target.to_string(),
-                window_start_ms,
-            };
-            (key, events)
-        })
+        .map(
+            |((client_id, target, probe_kind, ip_version, window_start_ms), events)| {
+                let key = WindowKey {
+                    client_id: client_id.to_string(),
+                    target: target.to_string(),
+                    probe_kind,
+                    ip_version,
+                    window_start_ms,
+                };
+                (key, events)
+            },
+        )
         .collect()
 }
 

@@ -1,4 +1,5 @@
-//! Clap argument blocks shared by several binaries.
+//! Clap argument blocks shared by several binaries. Their flags are global: a binary with
+//! subcommands takes them before or after the subcommand.
 
 use clap::{Args, ValueEnum};
 
@@ -16,7 +17,7 @@ pub enum LogFormat {
 #[derive(Debug, Clone, Args)]
 pub struct LogArgs {
     /// Log format on stderr.
-    #[arg(long, env = "NETQOE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
+    #[arg(long, global = true, env = "NETQOE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
     pub log_format: LogFormat,
 }
 
@@ -24,7 +25,12 @@ pub struct LogArgs {
 #[derive(Debug, Clone, Args)]
 pub struct NatsArgs {
     /// NATS server URL(s), comma separated for a cluster.
-    #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
+    #[arg(
+        long,
+        global = true,
+        env = "NATS_URL",
+        default_value = "nats://127.0.0.1:4222"
+    )]
     pub nats_url: String,
 }
 
@@ -34,6 +40,7 @@ pub struct DbArgs {
     /// Postgres URL.
     #[arg(
         long,
+        global = true,
         env = "DATABASE_URL",
         default_value = "postgres://postgres@127.0.0.1:5432/netqoe",
         hide_env_values = true,

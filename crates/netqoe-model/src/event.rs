@@ -61,6 +61,15 @@ impl Event {
         }
     }
 
+    /// The address family the event says it measured over (`network_context.ip_version`),
+    /// 0 when it does not say: part of the series key (SPEC §5).
+    pub fn ip_version(&self) -> u8 {
+        self.network_context
+            .as_ref()
+            .and_then(|c| c.ip_version)
+            .unwrap_or(0)
+    }
+
     /// True when the measurement succeeded (no failing stage).
     pub fn is_success(&self) -> bool {
         self.error_stage.is_none()
@@ -68,7 +77,9 @@ impl Event {
 }
 
 /// What kind of measurement produced the event.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Serialize, Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum ProbeKind {
     #[default]
@@ -88,6 +99,11 @@ impl ProbeKind {
             Self::Dns => "dns",
             Self::Ping => "ping",
         }
+    }
+
+    /// The kind named `s` (as `as_str` writes it).
+    pub fn parse(s: &str) -> Option<ProbeKind> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
     }
 }
 

@@ -4,16 +4,18 @@
 //! into validated events with [`validate`], the aggregator re-validates what it reads from the
 //! stream and assigns each event to its one-minute window with [`window_start_ms`].
 
+mod diagnosis;
 mod event;
 mod validate;
 mod window;
 
+pub use diagnosis::{InjectedIncident, Label, Scope, Severity};
 pub use event::{
     ErrorStage, Event, InterfaceType, NetworkContext, PingStats, ProbeKind, Timings, TlsInfo,
     SCHEMA_VERSION,
 };
 pub use validate::{
-    conforms, parse_canonical, validate, validate_at, FieldError, Validated,
+    client_id_problem, conforms, parse_canonical, validate, validate_at, FieldError, Validated,
     MAX_ERROR_MESSAGE_CHARS, MAX_FUTURE_MS, MAX_PAST_MS, MAX_TIMING_MS,
 };
 pub use window::{window_start_ms, WINDOW_MS};

@@ -6,7 +6,7 @@ use std::num::NonZeroUsize;
 use std::sync::{Mutex, OnceLock};
 
 use chrono::{DateTime, Utc};
-use netqoe_model::ErrorStage;
+use netqoe_model::{ErrorStage, ProbeKind};
 
 use super::ts;
 use crate::window::{summarise_some, Summary, Wanted, WindowKey, WindowState};
@@ -19,14 +19,111 @@ pub(super) struct Row {
 }
 
 impl Row {
-    /// The version the write gives the row. A new row starts at the current time in
-    /// microseconds, so a cached copy of a deleted row with the same key can never match it.
-    fn next_version(&self, now_us: i64) -> i64 {
+    /// The version the write gives the row: `new_version` for a row taken to be new, else
+    /// one more than its base.
+    fn next_version(&self, new_version: i64) -> i64 {
         if self.base_version == 0 {
-            now_us
+            new_version
         } else {
             self.base_version + 1
         }
+    }
+}
+
+/// The version a batch gives the rows it takes to be new: the current time in microseconds
+/// (so a cached copy of a deleted row with the same key can never match it), moved on past
+/// any version the batch's existing rows will get. The upsert's conflict action refuses every
+/// row carrying it, so a write that assumed a new row never overwrites one that exists.
+fn new_row_version(rows: &BTreeMap<WindowKey, Row>, now_us: i64) -> i64 {
+    let mut v = now_us;
+    while rows
+        .values()
+        .any(|r| r.base_version != 0 && r.base_version + 1 == v)
+    {
+        v += 1;
+    }
+    v
+}
+
+/// The key columns of `agg_1m` bound as arrays, in `WindowKey` order.
+pub(super) struct KeyArrays<'k> {
+    clients: Vec<&'k str>,
+    targets: Vec<&'k str>,
+    kinds: Vec<&'static str>,
+    ip_versions: Vec<i16>,
+    windows: Vec<DateTime<Utc>>,
+}
+
+/// Joins `agg_1m a` to the key arrays bound as `$1`..`$5` by [`KeyArrays::bind`].
+pub(super) const JOIN_KEYS: &str = "JOIN UNNEST($1::text[], $2::text[], $3::text[], \
+     $4::smallint[], $5::timestamptz[]) AS u(c, t, k, v, w) \
+     ON a.client_id = u.c AND a.target = u.t AND a.probe_kind = u.k \
+     AND a.ip_version = u.v AND a.window_start_ts = u.w";
+
+/// The key columns a select of `agg_1m a` returns, read back by [`key_of`].
+pub(super) const KEY_COLUMNS: &str =
+    "a.client_id, a.target, a.probe_kind, a.ip_version, a.window_start_ts";
+
+/// A row's key columns as selected by [`KEY_COLUMNS`].
+pub(super) type KeyRow = (String, String, String, i16, DateTime<Utc>);
+
+/// The key of a row read with [`KEY_COLUMNS`]; the table's checks admit only known kinds.
+pub(super) fn key_of((client_id, target, kind, ip_version, window): KeyRow) -> WindowKey {
+    WindowKey {
+        client_id,
+        target,
+        probe_kind: ProbeKind::parse(&kind).unwrap_or_default(),
+        ip_version: ip_version as u8,
+        window_start_ms: window.timestamp_millis(),
+    }
+}
+
+impl<'k> KeyArrays<'k> {
+    pub(super) fn of(keys: impl Iterator<Item = &'k WindowKey>) -> KeyArrays<'k> {
+        let mut a = KeyArrays {
+            clients: Vec::new(),
+            targets: Vec::new(),
+            kinds: Vec::new(),
+            ip_versions: Vec::new(),
+            windows: Vec::new(),
+        };
+        for k in keys {
+            a.clients.push(&k.client_id);
+            a.targets.push(&k.target);
+            a.kinds.push(k.probe_kind.as_str());
+            a.ip_versions.push(i16::from(k.ip_version));
+            a.windows.push(ts(k.window_start_ms));
+        }
+        a
+    }
+
+    /// Binds the five arrays as the query's next parameters.
+    pub(super) fn bind<'q, O>(
+        self,
+        q: sqlx::query::QueryAs<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments>,
+    ) -> sqlx::query::QueryAs<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments>
+    where
+        'k: 'q,
+    {
+        q.bind(self.clients)
+            .bind(self.targets)
+            .bind(self.kinds)
+            .bind(self.ip_versions)
+            .bind(self.windows)
+    }
+
+    fn bind_query<'q>(
+        self,
+        q: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    ) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>
+    where
+        'k: 'q,
+    {
+        q.bind(self.clients)
+            .bind(self.targets)
+            .bind(self.kinds)
+            .bind(self.ip_versions)
+            .bind(self.windows)
     }
 }
 
@@ -68,11 +165,16 @@ impl RowCache {
 
 const TIMING_STATS: [&str; 5] = ["p50", "p95", "p99", "min", "max"];
 
-/// `(column, array cast)` of every column a write sets, in bind order.
+/// Key columns at the head of [`columns`], in `WindowKey` order.
+const KEY_LEN: usize = 5;
+
+/// `(column, array cast)` of every column a write sets, in bind order: the key first.
 pub fn columns() -> Vec<(String, &'static str)> {
     let mut cols: Vec<(String, &'static str)> = vec![
         ("client_id".into(), "text[]"),
         ("target".into(), "text[]"),
+        ("probe_kind".into(), "text[]"),
+        ("ip_version".into(), "smallint[]"),
         ("window_start_ts".into(), "timestamptz[]"),
         ("count_total".into(), "bigint[]"),
         ("count_success".into(), "bigint[]"),
@@ -103,8 +205,9 @@ pub fn columns() -> Vec<(String, &'static str)> {
 
 /// Inserts new windows and updates existing ones in one statement, in key order. The
 /// conflict action only writes a row still at the version the merge started from
-/// (`version - 1`); a row another instance changed meanwhile is left alone but locked, and
-/// not counted in the rows affected.
+/// (`version - 1`), and never a row the batch took to be new (its version is the batch's
+/// new-row version, bound last); a row another instance changed meanwhile, or one taken to
+/// be new that exists, is left alone but locked, and not counted in the rows affected.
 ///
 /// The arrays are unnested in the select list, not in `FROM UNNEST(...)`: in FROM, Postgres
 /// first copies every row of all the arrays into a tuplestore and then reads it back; in the
@@ -112,7 +215,15 @@ pub fn columns() -> Vec<(String, &'static str)> {
 /// lockstep). For rows this wide that cut Postgres's CPU per event by about a tenth.
 pub(super) fn upsert_sql() -> &'static str {
     static SQL: OnceLock<String> = OnceLock::new();
-    SQL.get_or_init(|| upsert_statement("agg_1m", Some("a.version = excluded.version - 1")))
+    SQL.get_or_init(|| {
+        let new_version = columns().len() + 1;
+        upsert_statement(
+            "agg_1m",
+            Some(&format!(
+                "a.version = excluded.version - 1 AND excluded.version <> ${new_version}"
+            )),
+        )
+    })
 }
 
 /// The upsert of `columns()` into `table` (of `agg_1m`'s shape), with `guard` as the
@@ -126,7 +237,7 @@ pub fn upsert_statement(table: &str, guard: Option<&str>) -> String {
         .enumerate()
         .map(|(i, (name, cast))| format!("unnest(${}::{cast}) AS {name}", i + 1))
         .collect();
-    let sets: Vec<String> = names[3..]
+    let sets: Vec<String> = names[KEY_LEN..]
         .iter()
         .map(|n| format!("{n} = excluded.{n}"))
         .collect();
@@ -134,8 +245,9 @@ pub fn upsert_statement(table: &str, guard: Option<&str>) -> String {
     format!(
         "INSERT INTO {table} AS a ({names}, updated_at) \
          SELECT {values}, now() \
-         ON CONFLICT (client_id, target, window_start_ts) DO UPDATE SET {sets}, updated_at = now(){guard}",
+         ON CONFLICT ({key}) DO UPDATE SET {sets}, updated_at = now(){guard}",
         names = names.join(", "),
+        key = names[..KEY_LEN].join(", "),
         values = values.join(", "),
         sets = sets.join(", "),
     )
@@ -159,12 +271,14 @@ pub(super) struct Prepared {
     encoded: Vec<Vec<u8>>,
     last_recv: Vec<Option<DateTime<Utc>>>,
     versions: Vec<i64>,
+    /// The version of the rows taken to be new.
+    new_version: i64,
 }
 
 impl Prepared {
-    /// The bind values of `rows`' upsert.
-    pub(super) fn of(rows: &BTreeMap<WindowKey, Row>) -> Prepared {
-        let now_us = Utc::now().timestamp_micros();
+    /// The bind values of `rows`' upsert; rows taken to be new get a version from `now_us`.
+    pub(super) fn of(rows: &BTreeMap<WindowKey, Row>, now_us: i64) -> Prepared {
+        let new_version = new_row_version(rows, now_us);
         let states = || rows.values().map(|r| &r.state);
         let int =
             |f: &dyn Fn(&WindowState) -> u64| Column::Int(states().map(|w| f(w) as i64).collect());
@@ -213,7 +327,8 @@ impl Prepared {
             values,
             encoded: states().map(WindowState::encode).collect(),
             last_recv: states().map(|w| w.last_recv_ms.map(ts)).collect(),
-            versions: rows.values().map(|r| r.next_version(now_us)).collect(),
+            versions: rows.values().map(|r| r.next_version(new_version)).collect(),
+            new_version,
         }
     }
 }
@@ -227,18 +342,7 @@ pub(super) async fn write_rows(
     rows: &BTreeMap<WindowKey, Row>,
     prepared: Prepared,
 ) -> Result<Written, sqlx::Error> {
-    let mut q = sqlx::query(upsert_sql())
-        .bind(
-            rows.keys()
-                .map(|k| k.client_id.as_str())
-                .collect::<Vec<_>>(),
-        )
-        .bind(rows.keys().map(|k| k.target.as_str()).collect::<Vec<_>>())
-        .bind(
-            rows.keys()
-                .map(|k| ts(k.window_start_ms))
-                .collect::<Vec<_>>(),
-        );
+    let mut q = KeyArrays::of(rows.keys()).bind_query(sqlx::query(upsert_sql()));
     for column in &prepared.values {
         q = match column {
             Column::Int(v) => q.bind(v),
@@ -249,6 +353,7 @@ pub(super) async fn write_rows(
         .bind(&prepared.encoded)
         .bind(&prepared.last_recv)
         .bind(&prepared.versions)
+        .bind(prepared.new_version)
         .execute(&mut **tx)
         .await?
         .rows_affected();
@@ -269,31 +374,17 @@ pub(super) async fn write_rows(
 /// transaction that wrote them.
 async fn written_by<'a>(
     tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
-    keys: impl Iterator<Item = &'a WindowKey> + Clone,
+    keys: impl Iterator<Item = &'a WindowKey>,
 ) -> Result<BTreeSet<WindowKey>, sqlx::Error> {
-    let found: Vec<(String, String, DateTime<Utc>)> = sqlx::query_as(
-        "SELECT a.client_id, a.target, a.window_start_ts FROM agg_1m a \
-         JOIN UNNEST($1::text[], $2::text[], $3::timestamptz[]) AS u(c, t, w) \
-           ON a.client_id = u.c AND a.target = u.t AND a.window_start_ts = u.w \
-         WHERE a.xmin = pg_current_xact_id()::xid",
-    )
-    .bind(
-        keys.clone()
-            .map(|k| k.client_id.as_str())
-            .collect::<Vec<_>>(),
-    )
-    .bind(keys.clone().map(|k| k.target.as_str()).collect::<Vec<_>>())
-    .bind(keys.map(|k| ts(k.window_start_ms)).collect::<Vec<_>>())
-    .fetch_all(&mut **tx)
-    .await?;
-    Ok(found
-        .into_iter()
-        .map(|(client_id, target, w)| WindowKey {
-            client_id,
-            target,
-            window_start_ms: w.timestamp_millis(),
-        })
-        .collect())
+    let sql = format!(
+        "SELECT {KEY_COLUMNS} FROM agg_1m a {JOIN_KEYS} \
+         WHERE a.xmin = pg_current_xact_id()::xid"
+    );
+    let found: Vec<KeyRow> = KeyArrays::of(keys)
+        .bind(sqlx::query_as(&sql))
+        .fetch_all(&mut **tx)
+        .await?;
+    Ok(found.into_iter().map(key_of).collect())
 }
 
 #[cfg(test)]
@@ -304,13 +395,24 @@ mod tests {
     fn upsert_binds_every_column_once_and_guards_on_the_version() {
         let sql = upsert_sql();
         let cols = columns();
-        assert_eq!(cols.len(), 3 + 3 + 6 + 5 * 6 + 4 + 4 + 2 + 1);
+        assert_eq!(cols.len(), 5 + 3 + 6 + 5 * 6 + 4 + 4 + 2 + 1);
         assert!(sql.contains(&format!("unnest(${}::bigint[]) AS version", cols.len())));
-        assert!(!sql.contains(&format!("${}", cols.len() + 1)));
-        for (name, _) in &cols[3..] {
+        assert!(!sql.contains(&format!("${}", cols.len() + 2)));
+        for (name, _) in &cols[KEY_LEN..] {
             assert!(sql.contains(&format!("{name} = excluded.{name}")), "{name}");
         }
-        assert!(sql.contains("WHERE a.version = excluded.version - 1"));
+        for (name, _) in &cols[..KEY_LEN] {
+            assert!(
+                !sql.contains(&format!("{name} = excluded.{name}")),
+                "{name}"
+            );
+        }
+        assert!(sql
+            .contains("ON CONFLICT (client_id, target, probe_kind, ip_version, window_start_ts)"));
+        assert!(sql.contains(&format!(
+            "WHERE a.version = excluded.version - 1 AND excluded.version <> ${}",
+            cols.len() + 1
+        )));
     }
 
     #[test]
@@ -331,10 +433,34 @@ mod tests {
     }
 
     #[test]
+    fn the_new_row_version_is_never_one_an_existing_row_gets() {
+        let row = |base_version| Row {
+            state: WindowState::default(),
+            base_version,
+        };
+        let key = |m: i64| WindowKey {
+            client_id: "c".into(),
+            target: "t".into(),
+            probe_kind: ProbeKind::Http,
+            ip_version: 0,
+            window_start_ms: m,
+        };
+        let rows: BTreeMap<WindowKey, Row> =
+            [(key(1), row(0)), (key(2), row(99)), (key(3), row(100))].into();
+        // 100 and 101 are what the existing rows become: the new rows skip past them.
+        assert_eq!(new_row_version(&rows, 100), 102);
+        assert_eq!(new_row_version(&rows, 50), 50);
+        let versions = Prepared::of(&rows, 100).versions;
+        assert_eq!(versions, vec![102, 100, 101]);
+    }
+
+    #[test]
     fn cache_keeps_recent_rows_and_can_be_disabled() {
         let key = |m: i64| WindowKey {
             client_id: "c".into(),
             target: "t".into(),
+            probe_kind: ProbeKind::Tcp,
+            ip_version: 6,
             window_start_ms: m,
         };
         let cache = RowCache::new(2);

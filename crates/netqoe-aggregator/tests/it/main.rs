@@ -4,4 +4,5 @@ mod dlq;
 mod exact;
 mod faults;
 mod migrate;
+mod series;
 mod support;

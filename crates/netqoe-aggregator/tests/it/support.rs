@@ -143,7 +143,8 @@ impl Stack {
 
     pub async fn rows(&self) -> BTreeMap<WindowKey, Row> {
         let rows: Vec<Row> = sqlx::query_as(
-            "SELECT client_id, target, (extract(epoch FROM window_start_ts) * 1000)::bigint AS window_ms, \
+            "SELECT client_id, target, probe_kind, ip_version, \
+             (extract(epoch FROM window_start_ts) * 1000)::bigint AS window_ms, \
              count_total, count_success, count_error, tls_error_count, dns_count, \
              dns_p50, dns_p95, dns_p99, dns_min, dns_max, total_p50, total_p95, total_p99 FROM agg_1m",
         )
@@ -156,6 +157,9 @@ impl Stack {
                     WindowKey {
                         client_id: r.client_id.clone(),
                         target: r.target.clone(),
+                        probe_kind: netqoe_model::ProbeKind::parse(&r.probe_kind)
+                            .expect("agg_1m holds known probe kinds"),
+                        ip_version: r.ip_version as u8,
                         window_start_ms: r.window_ms,
                     },
                     r,
@@ -181,6 +185,8 @@ impl Running {
 pub struct Row {
     pub client_id: String,
     pub target: String,
+    pub probe_kind: String,
+    pub ip_version: i16,
     pub window_ms: i64,
     pub count_total: i64,
     pub count_success: i64,
