@@ -1,0 +1,3 @@
+//! Integration tests of the deployment files, one module per kind of file.
+
+mod systemd;
