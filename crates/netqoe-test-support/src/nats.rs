@@ -1,7 +1,8 @@
 //! A real `nats-server -js` on a free loopback port with its store in a temporary directory.
 
 use std::fs::File;
-use std::path::PathBuf;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -15,7 +16,14 @@ use crate::process::{find_binary, free_port, stop_child, wait_ready};
 pub struct NatsServer {
     binary: PathBuf,
     port: u16,
-    dir: TempDir,
+    /// The temporary directory of [`Self::start`], removed on drop; `None` for [`Self::start_at`].
+    _temp: Option<TempDir>,
+    /// Where the store lives.
+    dir: PathBuf,
+    /// Where stdout and stderr go.
+    log: PathBuf,
+    /// Runs in a process group of its own (long-lived servers outside a test).
+    own_group: bool,
     child: Option<Child>,
 }
 
@@ -30,7 +38,30 @@ impl NatsServer {
         let mut server = NatsServer {
             binary,
             port: free_port(),
-            dir,
+            log: dir.path().join("nats.log"),
+            dir: dir.path().to_path_buf(),
+            _temp: Some(dir),
+            own_group: false,
+            child: None,
+        };
+        server.spawn()?;
+        Ok(server)
+    }
+
+    /// Starts nats-server with JetStream on `port` with its store under `dir` (created when
+    /// missing, kept after stop) and its output appended to `log`, in a process group of its
+    /// own so that it can outlive the caller (see [`Self::detach`]).
+    pub fn start_at(dir: &Path, port: u16, log: &Path) -> Result<NatsServer> {
+        let binary = find_binary("nats-server", &[PathBuf::from("/usr/sbin/nats-server")])?;
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("create nats dir {}", dir.display()))?;
+        let mut server = NatsServer {
+            binary,
+            port,
+            _temp: None,
+            dir: dir.to_path_buf(),
+            log: log.to_path_buf(),
+            own_group: true,
             child: None,
         };
         server.spawn()?;
@@ -38,10 +69,19 @@ impl NatsServer {
     }
 
     fn spawn(&mut self) -> Result<()> {
-        let log_path = self.dir.path().join("nats.log");
-        let log = File::create(&log_path).context("create nats log")?;
-        let store = self.dir.path().join("jetstream");
-        let mut child = Command::new(&self.binary)
+        let log_path = self.log.clone();
+        let log = File::options()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .context("create nats log")?;
+        let start_len = log.metadata()?.len() as usize;
+        let store = self.dir.join("jetstream");
+        let mut cmd = Command::new(&self.binary);
+        if self.own_group {
+            cmd.process_group(0);
+        }
+        let mut child = cmd
             .args([
                 "-js",
                 "-a",
@@ -57,7 +97,8 @@ impl NatsServer {
             .spawn()
             .with_context(|| format!("spawn {}", self.binary.display()))?;
         let ready = wait_ready(&mut child, "nats-server", self.port, &log_path, |log| {
-            log.contains("Server is ready")
+            log.get(start_len..)
+                .is_some_and(|new| new.contains("Server is ready"))
         });
         if let Err(e) = ready {
             stop_child(&mut child, Signal::SIGKILL, Duration::from_secs(1));
@@ -103,6 +144,20 @@ impl NatsServer {
             stop_child(&mut child, Signal::SIGKILL, Duration::from_secs(1));
             crate::announce(&format!("killed nats-server pid {pid}"));
         }
+    }
+
+    /// Where its output goes.
+    pub fn log_path(&self) -> &Path {
+        &self.log
+    }
+
+    /// Leaves the server running past this handle (nothing stops it on drop) and returns its
+    /// process id; the caller stops it by pid.
+    pub fn detach(mut self) -> Option<u32> {
+        let pid = self.pid();
+        // Dropping a `Child` neither kills nor waits for it.
+        self.child.take();
+        pid
     }
 
     /// Starts the server again on the same port with the same store.

@@ -21,7 +21,14 @@ use crate::process::{find_binary, free_port, log_tail, stop_child, wait_ready};
 pub struct PgServer {
     bin_dir: PathBuf,
     port: u16,
-    dir: TempDir,
+    /// The temporary directory of [`Self::start`], removed on drop; `None` for [`Self::start_at`].
+    _temp: Option<TempDir>,
+    /// Holds `data/` (the cluster) and `sock/`.
+    dir: PathBuf,
+    /// Where the server's stdout and stderr go.
+    log: PathBuf,
+    /// Runs in a process group of its own (long-lived servers outside a test).
+    own_group: bool,
     run_as: Option<(Uid, Gid)>,
     child: Option<Child>,
 }
@@ -54,6 +61,20 @@ fn bin_dir() -> Result<PathBuf> {
     Ok(initdb.parent().unwrap_or(Path::new("/")).to_path_buf())
 }
 
+/// [`bin_dir`], checked to hold initdb and postgres.
+fn checked_bin_dir() -> Result<PathBuf> {
+    let bin_dir = bin_dir()?;
+    for b in ["initdb", "postgres"] {
+        if !bin_dir.join(b).is_file() {
+            bail!(
+                "{} is missing: run `make setup` to install the PostgreSQL server",
+                bin_dir.join(b).display()
+            );
+        }
+    }
+    Ok(bin_dir)
+}
+
 /// Under root, the unprivileged user that owns and runs the cluster.
 fn run_as() -> Result<Option<(Uid, Gid)>> {
     if !Uid::effective().is_root() {
@@ -70,15 +91,7 @@ fn run_as() -> Result<Option<(Uid, Gid)>> {
 impl PgServer {
     /// Runs initdb into a temporary directory, starts postgres on a free port, waits for it.
     pub fn start() -> Result<PgServer> {
-        let bin_dir = bin_dir()?;
-        for b in ["initdb", "postgres"] {
-            if !bin_dir.join(b).is_file() {
-                bail!(
-                    "{} is missing: run `make setup` to install the PostgreSQL server",
-                    bin_dir.join(b).display()
-                );
-            }
-        }
+        let bin_dir = checked_bin_dir()?;
         let run_as = run_as()?;
         let dir = tempfile::Builder::new()
             .prefix("netqoe-pg-")
@@ -91,7 +104,10 @@ impl PgServer {
         let server = PgServer {
             bin_dir,
             port: free_port(),
-            dir,
+            log: dir.path().join("postgres.log"),
+            dir: dir.path().to_path_buf(),
+            _temp: Some(dir),
+            own_group: false,
             run_as,
             child: None,
         };
@@ -101,17 +117,50 @@ impl PgServer {
         Ok(server)
     }
 
+    /// Starts postgres on `port` with its cluster in `dir/data` (initdb'd when missing, kept
+    /// after stop), its output appended to `log`, in a process group of its own so that it can
+    /// outlive the caller (see [`Self::detach`]). Under root, `dir` is given to the user that
+    /// runs the server, and every directory above it must be searchable by that user.
+    pub fn start_at(dir: &Path, port: u16, log: &Path) -> Result<PgServer> {
+        let bin_dir = checked_bin_dir()?;
+        let run_as = run_as()?;
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("create postgres dir {}", dir.display()))?;
+        if let Some((uid, gid)) = run_as {
+            nix::unistd::chown(dir, Some(uid), Some(gid))
+                .with_context(|| format!("chown {}", dir.display()))?;
+        }
+        let mut server = PgServer {
+            bin_dir,
+            port,
+            _temp: None,
+            dir: dir.to_path_buf(),
+            log: log.to_path_buf(),
+            own_group: true,
+            run_as,
+            child: None,
+        };
+        if !dir.join("data").join("PG_VERSION").is_file() {
+            server.initdb()?;
+        }
+        server.spawn()?;
+        Ok(server)
+    }
+
     fn command(&self, binary: &str) -> Command {
         let mut cmd = Command::new(self.bin_dir.join(binary));
         if let Some((uid, gid)) = self.run_as {
             cmd.uid(uid.as_raw()).gid(gid.as_raw());
         }
-        cmd.current_dir(self.dir.path()).stdin(Stdio::null());
+        if self.own_group {
+            cmd.process_group(0);
+        }
+        cmd.current_dir(&self.dir).stdin(Stdio::null());
         cmd
     }
 
     fn initdb(&self) -> Result<()> {
-        let log_path = self.dir.path().join("initdb.log");
+        let log_path = self.dir.join("initdb.log");
         let log = File::create(&log_path)?;
         if let Some((uid, gid)) = self.run_as {
             nix::unistd::chown(&log_path, Some(uid), Some(gid))?;
@@ -144,10 +193,10 @@ impl PgServer {
     }
 
     fn spawn(&mut self) -> Result<()> {
-        let log_path = self.dir.path().join("postgres.log");
+        let log_path = self.log.clone();
         let log = File::options().create(true).append(true).open(&log_path)?;
         let start_len = log.metadata()?.len() as usize;
-        let sock = self.dir.path().join("sock");
+        let sock = self.dir.join("sock");
         std::fs::create_dir_all(&sock)?;
         if let Some((uid, gid)) = self.run_as {
             nix::unistd::chown(&sock, Some(uid), Some(gid))?;
@@ -197,7 +246,7 @@ impl PgServer {
             "started postgres pid {} on 127.0.0.1:{} (data {})",
             child.id(),
             self.port,
-            self.dir.path().join("data").display()
+            self.dir.join("data").display()
         ));
         self.child = Some(child);
         Ok(())
@@ -235,6 +284,20 @@ impl PgServer {
             stop_child(&mut child, Signal::SIGINT, Duration::from_secs(20));
             crate::announce(&format!("stopped postgres pid {pid}"));
         }
+    }
+
+    /// Where the server's output goes.
+    pub fn log_path(&self) -> &Path {
+        &self.log
+    }
+
+    /// Leaves the server running past this handle (nothing stops it on drop) and returns the
+    /// postmaster's process id; the caller stops it by pid (SIGINT for a fast shutdown).
+    pub fn detach(mut self) -> Option<u32> {
+        let pid = self.pid();
+        // Dropping a `Child` neither kills nor waits for it.
+        self.child.take();
+        pid
     }
 
     /// Starts the server again on the same port with the same data.
