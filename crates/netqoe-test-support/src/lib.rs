@@ -10,10 +10,12 @@
 mod nats;
 mod postgres;
 mod process;
+mod service;
 
 pub use nats::NatsServer;
 pub use postgres::PgServer;
 pub use process::free_port;
+pub use service::{http_get, metric_sum, product_binary, Service};
 
 /// Writes a line about a server's lifecycle to the real stderr (not captured by libtest).
 pub(crate) fn announce(line: &str) {
