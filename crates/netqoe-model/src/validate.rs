@@ -231,11 +231,13 @@ impl Checker {
             }
             Some(ts)
         });
-        let target = self.required(obj, "target").and_then(|v| self.target(v));
         let probe_kind = match Self::opt(obj, "probe_kind") {
             None => Some(ProbeKind::Http),
             Some(v) => self.enum_of("probe_kind", v, &ProbeKind::ALL, |k| k.as_str()),
         };
+        let target = self
+            .required(obj, "target")
+            .and_then(|v| self.target(v, probe_kind));
         let network_context = Self::opt(obj, "network_context").map(|v| self.network_context(v));
         let timings = Self::opt(obj, "timings").map(|v| self.timings(v));
         let throughput_kbps =
@@ -336,22 +338,27 @@ impl Checker {
 
     fn client_id(&mut self, v: &Value) -> Option<String> {
         let s = self.string_len("client_id", v, MAX_CLIENT_ID_CHARS)?;
-        if !s
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
-        {
-            self.fail("client_id", "may contain only A-Z a-z 0-9 . _ : -");
+        if let Some(problem) = client_id_problem(s) {
+            self.fail("client_id", problem);
             return None;
         }
         Some(s.to_string())
     }
 
-    fn target(&mut self, v: &Value) -> Option<String> {
+    /// `kind` is None when `probe_kind` itself is invalid: then either form is let by, so that
+    /// only `probe_kind` is blamed.
+    fn target(&mut self, v: &Value, kind: Option<ProbeKind>) -> Option<String> {
         let s = self.string_len("target", v, MAX_TARGET_CHARS)?;
-        if !is_valid_target(s) {
+        let host_name_ok = kind.is_none_or(|k| k == ProbeKind::Dns);
+        let valid = is_valid_target(s) || (host_name_ok && is_host_name(s));
+        if !valid {
             self.fail(
                 "target",
-                "must be an absolute URL (scheme://host/path) or host:port",
+                if kind == Some(ProbeKind::Dns) {
+                    "must be a host name (the name queried: letters, digits, hyphens and dots, at most 253 characters), an absolute URL or host:port"
+                } else {
+                    "must be an absolute URL (scheme://host/path) or host:port (a bare host name only with probe_kind dns)"
+                },
             );
             return None;
         }
@@ -520,33 +527,11 @@ impl Checker {
     }
 }
 
-/// An absolute URL (`scheme://authority...`) or `host:port` (IPv6 hosts in brackets).
-fn is_valid_target(s: &str) -> bool {
-    if s.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return false;
-    }
-    if let Some((scheme, rest)) = s.split_once("://") {
-        let scheme_ok = scheme.starts_with(|c: char| c.is_ascii_alphabetic())
-            && scheme
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
-        let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-        return scheme_ok && !authority.is_empty() && !authority.starts_with([':', '@']);
-    }
-    let Some((host, port)) = s.rsplit_once(':') else {
-        return false;
-    };
-    let host_ok = if let Some(inner) = host.strip_prefix('[') {
-        inner
-            .strip_suffix(']')
-            .is_some_and(|ip| ip.parse::<std::net::Ipv6Addr>().is_ok())
-    } else {
-        !host.is_empty() && !host.contains(['/', ':', '[', ']', '@'])
-    };
-    host_ok && port.parse::<u16>().is_ok_and(|p| p > 0)
-}
-
+mod names;
 mod typed;
+pub use names::client_id_problem;
+pub(crate) use names::is_valid_target_for;
+use names::{is_host_name, is_valid_target};
 pub use typed::{conforms, parse_canonical};
 
 #[cfg(test)]

@@ -77,6 +77,91 @@ fn accepts_the_edges_of_each_range() {
 }
 
 #[test]
+fn client_ids_with_an_empty_dot_part_are_refused_with_the_reason() {
+    for id in ["a..b", ".x", "x.", ".", "probe..", "a.b..c.d"] {
+        assert!(
+            client_id_problem(id).is_some_and(|p| p.contains("NATS subject token")),
+            "{id}"
+        );
+        let errs = errors(&with("client_id", json!(id)));
+        assert_eq!(errs.len(), 1, "{id}: {errs:?}");
+        assert_eq!(errs[0].field, "client_id");
+        assert!(errs[0].problem.contains("two dots in a row"), "{errs:?}");
+    }
+    for id in ["a", "a.b", "edge-7.eu:west_1", "x.y.z"] {
+        assert_eq!(client_id_problem(id), None, "{id}");
+    }
+    assert!(client_id_problem("").is_some());
+    assert!(client_id_problem(&"a".repeat(129)).is_some());
+    assert!(client_id_problem("a b").is_some());
+}
+
+#[test]
+fn dns_targets_may_be_the_bare_name_queried() {
+    let dns = |target: &str| {
+        let mut v = with("target", json!(target));
+        v["probe_kind"] = json!("dns");
+        v
+    };
+    let longest = format!(
+        "{}.{}.{}.{}",
+        "a".repeat(63),
+        "b".repeat(63),
+        "c".repeat(63),
+        "d".repeat(61)
+    );
+    assert_eq!(longest.len(), 253);
+    for target in [
+        "www.lab.netqoe",
+        "www.lab.netqoe.",
+        "localhost",
+        "xn--bcher-kva.example",
+        "10.0.0.1",
+        "dns.example:53",
+        "https://example.com/",
+        longest.as_str(),
+    ] {
+        let ok = validate_at(&dns(target), NOW)
+            .unwrap_or_else(|e| panic!("{target}: {e:?}"))
+            .event;
+        assert_eq!(ok.target, target, "stored exactly as sent");
+        assert_eq!(ok.probe_kind, ProbeKind::Dns);
+    }
+    let too_long = format!("{longest}x");
+    let label_64 = format!("{}.example", "a".repeat(64));
+    for target in [
+        "a..b",
+        ".example",
+        "bad name.example",
+        "under_score.example",
+        "example.com..",
+        too_long.as_str(),
+        label_64.as_str(),
+    ] {
+        let errs = errors(&dns(target));
+        assert_eq!(errs.len(), 1, "{target}: {errs:?}");
+        assert_eq!(errs[0].field, "target");
+        assert!(errs[0].problem.contains("host name"), "{errs:?}");
+    }
+    // other kinds keep the URL or host:port rule
+    for kind in ["http", "tcp", "ping"] {
+        let mut v = with("target", json!("www.lab.netqoe"));
+        v["probe_kind"] = json!(kind);
+        let errs = errors(&v);
+        assert_eq!(errs[0].field, "target", "{kind}");
+        assert!(
+            errs[0].problem.contains("only with probe_kind dns"),
+            "{errs:?}"
+        );
+    }
+    // an invalid probe_kind is blamed alone
+    let mut v = with("target", json!("www.lab.netqoe"));
+    v["probe_kind"] = json!("DNS");
+    let fields: Vec<String> = errors(&v).into_iter().map(|e| e.field).collect();
+    assert_eq!(fields, ["probe_kind"]);
+}
+
+#[test]
 fn reports_every_problem_not_only_the_first() {
     let v = json!({
         "schema_version": "9",

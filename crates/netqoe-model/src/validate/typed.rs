@@ -12,8 +12,8 @@ use std::net::IpAddr;
 use crate::event::{Event, NetworkContext, PingStats, Timings, TlsInfo, SCHEMA_VERSION};
 
 use super::{
-    is_valid_target, MAX_CLIENT_ID_CHARS, MAX_ERROR_MESSAGE_CHARS, MAX_FUTURE_MS, MAX_LABEL_CHARS,
-    MAX_PAST_MS, MAX_TARGET_CHARS, MAX_TIMING_MS,
+    client_id_problem, is_valid_target_for, MAX_CLIENT_ID_CHARS, MAX_ERROR_MESSAGE_CHARS,
+    MAX_FUTURE_MS, MAX_LABEL_CHARS, MAX_PAST_MS, MAX_TARGET_CHARS, MAX_TIMING_MS,
 };
 
 /// Parses `payload` as a canonical event valid at `now(recv_ts_ms)`; None when the full
@@ -33,13 +33,11 @@ pub fn conforms(e: &Event, now_ms: i64) -> bool {
     e.schema_version == SCHEMA_VERSION
         && matches!(e.event_id.get_version_num(), 4 | 7)
         && chars_within(&e.client_id, 1, MAX_CLIENT_ID_CHARS)
-        && e.client_id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
+        && client_id_problem(&e.client_id).is_none()
         && e.ts_ms >= now_ms.saturating_sub(MAX_PAST_MS)
         && e.ts_ms <= now_ms.saturating_add(MAX_FUTURE_MS)
         && chars_within(&e.target, 1, MAX_TARGET_CHARS)
-        && is_valid_target(&e.target)
+        && is_valid_target_for(&e.target, e.probe_kind)
         && e.network_context.as_ref().is_none_or(network_context)
         && e.timings.as_ref().is_none_or(timings)
         && e.throughput_kbps.is_none_or(|x| x.is_finite() && x >= 0.0)
@@ -300,5 +298,15 @@ mod tests {
             let v = with(field, value.clone());
             assert!(fast(&v).is_some(), "{field}={value}");
         }
+    }
+
+    #[test]
+    fn dns_host_name_targets_follow_the_kind() {
+        let mut v = with("target", json!("www.lab.netqoe"));
+        v["probe_kind"] = json!("dns");
+        assert!(fast(&v).is_some(), "a dns event names the host queried");
+        v["probe_kind"] = json!("tcp");
+        assert_eq!(fast(&v), None, "other kinds need a URL or host:port");
+        assert!(validate_at(&v, NOW).is_err());
     }
 }

@@ -1,7 +1,7 @@
 //! Property tests: valid events survive a JSON round trip; mutations never panic the validator;
 //! the typed fast path accepts only what the validator accepts, as the same event.
 
-use netqoe_model::{parse_canonical, validate_at, Event, Timings};
+use netqoe_model::{parse_canonical, validate_at, Event, ProbeKind, Timings};
 use proptest::prelude::*;
 use serde_json::{json, Value};
 
@@ -14,33 +14,44 @@ fn timing() -> impl Strategy<Value = Option<f64>> {
 fn event() -> impl Strategy<Value = Event> {
     (
         any::<u128>(),
-        "[A-Za-z0-9._:-]{1,128}",
+        // dot-separated parts, none empty (each becomes a NATS subject token)
+        "[A-Za-z0-9_:-]{1,20}(\\.[A-Za-z0-9_:-]{1,20}){0,4}",
         (NOW - 7 * 86_400_000)..=(NOW + 300_000),
         prop_oneof![
-            "https://[a-z]{1,20}\\.example/[a-z0-9/]{0,30}",
-            "[a-z]{1,20}\\.lab:[1-9][0-9]{0,3}",
+            (
+                "https://[a-z]{1,20}\\.example/[a-z0-9/]{0,30}",
+                Just(ProbeKind::Http)
+            ),
+            ("[a-z]{1,20}\\.lab:[1-9][0-9]{0,3}", Just(ProbeKind::Tcp)),
+            (
+                "[a-z0-9-]{1,20}(\\.[a-z0-9-]{1,20}){0,3}\\.?",
+                Just(ProbeKind::Dns)
+            ),
         ],
         (timing(), timing(), timing(), timing(), timing(), timing()),
         proptest::option::of(100u16..=599),
         proptest::option::of(0.0f64..1e7),
         proptest::option::of(prop::sample::select(netqoe_model::ErrorStage::ALL.to_vec())),
     )
-        .prop_map(|(bits, client, ts, target, t, status, tput, stage)| {
-            let id = uuid::Builder::from_random_bytes(bits.to_le_bytes()).into_uuid();
-            let mut e = Event::new(id, &client, ts, &target);
-            e.timings = Some(Timings {
-                dns_ms: t.0,
-                tcp_ms: t.1,
-                tls_ms: t.2,
-                http_ttfb_ms: t.3,
-                transfer_ms: t.4,
-                total_ms: t.5,
-            });
-            e.http_status = status;
-            e.throughput_kbps = tput;
-            e.error_stage = stage;
-            e
-        })
+        .prop_map(
+            |(bits, client, ts, (target, kind), t, status, tput, stage)| {
+                let id = uuid::Builder::from_random_bytes(bits.to_le_bytes()).into_uuid();
+                let mut e = Event::new(id, &client, ts, &target);
+                e.probe_kind = kind;
+                e.timings = Some(Timings {
+                    dns_ms: t.0,
+                    tcp_ms: t.1,
+                    tls_ms: t.2,
+                    http_ttfb_ms: t.3,
+                    transfer_ms: t.4,
+                    total_ms: t.5,
+                });
+                e.http_status = status;
+                e.throughput_kbps = tput;
+                e.error_stage = stage;
+                e
+            },
+        )
 }
 
 fn json_value() -> impl Strategy<Value = Value> {
@@ -134,7 +145,10 @@ proptest! {
                 for err in &errors {
                     prop_assert!(!err.field.is_empty(), "error without a field: {:?}", err);
                     prop_assert!(!err.problem.is_empty());
-                    prop_assert!(err.field.split('.').next() == field.split('.').next(),
+                    // a dns event's bare host name is no target for another kind
+                    let kind_made_target_invalid = field == "probe_kind" && err.field == "target";
+                    prop_assert!(err.field.split('.').next() == field.split('.').next()
+                        || kind_made_target_invalid,
                         "mutating {} blamed {}", field, err.field);
                 }
             }
