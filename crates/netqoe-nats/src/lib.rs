@@ -5,6 +5,11 @@
 //! each stream or consumer when missing, updates it when it differs, and reads back what the
 //! server stored: nats-server 2.9 silently drops fields it does not know, so a definition that
 //! did not stick is an error rather than a surprise later.
+//!
+//! Replicas are the operator's to change: a stream is created with the replicas asked for
+//! (the file's 1 by default), and an existing stream keeps its replicas unless the binary was
+//! explicitly given `--stream-replicas`, so a binary left at its defaults never scales a
+//! 3-replica cluster stream back to 1.
 
 use std::time::Duration;
 
@@ -70,7 +75,8 @@ pub enum Error {
 pub struct ProvisionOptions {
     /// `max_bytes` of `QOE_EVENTS`; `None` keeps the file's value.
     pub events_max_bytes: Option<i64>,
-    /// Replicas of both streams; `None` keeps the file's value (1).
+    /// Replicas of both streams; `None` creates new streams with the file's value (1) and
+    /// leaves an existing stream's replicas as they are.
     pub replicas: Option<usize>,
 }
 
@@ -149,9 +155,9 @@ pub async fn provision(
     scope: Scope,
     opts: &ProvisionOptions,
 ) -> Result<(), Error> {
-    ensure_stream(js, events_stream_config(opts)?).await?;
+    ensure(js, events_stream_config(opts)?, opts.replicas).await?;
     if scope == Scope::All {
-        ensure_stream(js, dlq_stream_config(opts)?).await?;
+        ensure(js, dlq_stream_config(opts)?, opts.replicas).await?;
         ensure_consumer(js, EVENTS_STREAM, aggregator_consumer_config()?).await?;
     }
     Ok(())
@@ -165,25 +171,70 @@ fn server_err(action: &'static str, name: &str, e: impl std::fmt::Display) -> Er
     }
 }
 
-/// Creates `wanted` when missing, updates it when it differs, and verifies what was stored.
+/// What provisioning does to one stream.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StreamPlan {
+    /// The stream is missing: create it with this definition.
+    Create(stream::Config),
+    /// The stream differs: update it to this definition.
+    Update(stream::Config),
+    /// The stream already matches this definition.
+    Keep(stream::Config),
+}
+
+impl StreamPlan {
+    /// The definition the stream should have afterwards.
+    pub fn config(&self) -> &stream::Config {
+        match self {
+            StreamPlan::Create(c) | StreamPlan::Update(c) | StreamPlan::Keep(c) => c,
+        }
+    }
+}
+
+/// Decides what to do with a stream: `wanted` is the definition with the options applied,
+/// `existing` what the server holds (None when missing), `replicas` the operator's explicit
+/// choice. Without one, an existing stream keeps its replicas.
+pub fn plan_stream(
+    existing: Option<&stream::Config>,
+    mut wanted: stream::Config,
+    replicas: Option<usize>,
+) -> StreamPlan {
+    let Some(existing) = existing else {
+        return StreamPlan::Create(wanted);
+    };
+    match replicas {
+        Some(n) => wanted.num_replicas = n,
+        None => wanted.num_replicas = existing.num_replicas,
+    }
+    if stream_differs(existing, &wanted) {
+        StreamPlan::Update(wanted)
+    } else {
+        StreamPlan::Keep(wanted)
+    }
+}
+
+/// Creates `wanted` when missing, updates it when it differs (replicas included), and
+/// verifies what was stored.
 pub async fn ensure_stream(js: &jetstream::Context, wanted: stream::Config) -> Result<(), Error> {
+    let replicas = wanted.num_replicas;
+    ensure(js, wanted, Some(replicas)).await
+}
+
+async fn ensure(
+    js: &jetstream::Context,
+    wanted: stream::Config,
+    replicas: Option<usize>,
+) -> Result<(), Error> {
     let name = wanted.name.clone();
-    let stored = match js.get_stream(&name).await {
-        Ok(mut existing) => {
-            let info = existing
+    let existing = match js.get_stream(&name).await {
+        Ok(mut existing) => Some(
+            existing
                 .info()
                 .await
-                .map_err(|e| server_err("read stream", &name, e))?;
-            if stream_differs(&info.config, &wanted) {
-                tracing::info!(stream = %name, "updating stream definition");
-                js.update_stream(&wanted)
-                    .await
-                    .map_err(|e| server_err("update stream", &name, e))?
-                    .config
-            } else {
-                info.config.clone()
-            }
-        }
+                .map_err(|e| server_err("read stream", &name, e))?
+                .config
+                .clone(),
+        ),
         Err(e)
             if matches!(
                 e.kind(),
@@ -191,7 +242,14 @@ pub async fn ensure_stream(js: &jetstream::Context, wanted: stream::Config) -> R
                     if js_err.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND
             ) =>
         {
-            tracing::info!(stream = %name, "creating stream");
+            None
+        }
+        Err(e) => return Err(server_err("look up stream", &name, e)),
+    };
+    let plan = plan_stream(existing.as_ref(), wanted, replicas);
+    let stored = match &plan {
+        StreamPlan::Create(wanted) => {
+            tracing::info!(stream = %name, replicas = wanted.num_replicas, "creating stream");
             js.create_stream(wanted.clone())
                 .await
                 .map_err(|e| server_err("create stream", &name, e))?
@@ -199,9 +257,17 @@ pub async fn ensure_stream(js: &jetstream::Context, wanted: stream::Config) -> R
                 .config
                 .clone()
         }
-        Err(e) => return Err(server_err("look up stream", &name, e)),
+        StreamPlan::Update(wanted) => {
+            let from = existing.as_ref().map_or(0, |c| c.num_replicas);
+            tracing::info!(stream = %name, replicas_from = from, replicas = wanted.num_replicas, "updating stream definition");
+            js.update_stream(wanted)
+                .await
+                .map_err(|e| server_err("update stream", &name, e))?
+                .config
+        }
+        StreamPlan::Keep(_) => existing.clone().unwrap_or_default(),
     };
-    verify_stream(&stored, &wanted)
+    verify_stream(&stored, plan.config())
 }
 
 fn stream_differs(have: &stream::Config, want: &stream::Config) -> bool {
@@ -338,6 +404,49 @@ mod tests {
         assert_eq!(events.max_bytes, 1 << 20);
         assert_eq!(events.num_replicas, 3);
         assert_eq!(dlq_stream_config(&opts).unwrap().num_replicas, 3);
+    }
+
+    #[test]
+    fn replicas_change_only_when_given() {
+        let file = events_stream_config(&ProvisionOptions::default()).unwrap();
+        let with_replicas = |n: usize| stream::Config {
+            num_replicas: n,
+            ..file.clone()
+        };
+        let r3 = with_replicas(3);
+        // (existing, flag) -> plan
+        let cases = [
+            (None, None, StreamPlan::Create(with_replicas(1))),
+            (None, Some(3), StreamPlan::Create(with_replicas(3))),
+            (Some(&r3), None, StreamPlan::Keep(with_replicas(3))),
+            (Some(&r3), Some(3), StreamPlan::Keep(with_replicas(3))),
+            (Some(&r3), Some(1), StreamPlan::Update(with_replicas(1))),
+            (Some(&file), Some(3), StreamPlan::Update(with_replicas(3))),
+            (Some(&file), None, StreamPlan::Keep(with_replicas(1))),
+        ];
+        for (existing, flag, want) in cases {
+            let wanted = events_stream_config(&ProvisionOptions {
+                events_max_bytes: None,
+                replicas: flag,
+            })
+            .unwrap();
+            assert_eq!(
+                plan_stream(existing, wanted, flag),
+                want,
+                "existing replicas {:?}, flag {flag:?}",
+                existing.map(|c| c.num_replicas)
+            );
+        }
+        // another change to a 3-replica stream, without the flag, keeps its 3 replicas
+        let smaller = events_stream_config(&ProvisionOptions {
+            events_max_bytes: Some(1 << 20),
+            replicas: None,
+        })
+        .unwrap();
+        match plan_stream(Some(&r3), smaller, None) {
+            StreamPlan::Update(c) => assert_eq!((c.max_bytes, c.num_replicas), (1 << 20, 3)),
+            other => panic!("expected an update, got {other:?}"),
+        }
     }
 
     #[test]

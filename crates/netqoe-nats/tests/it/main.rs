@@ -1,4 +1,5 @@
-//! Provisioning against a real nats-server: idempotent, read back, and updates applied.
+//! Provisioning against a real nats-server: idempotent, read back, updates applied, replicas
+//! left alone unless asked for.
 
 use std::time::Duration;
 
@@ -97,5 +98,46 @@ async fn deduplicates_by_msg_id_within_the_window() -> anyhow::Result<()> {
         .state
         .messages;
     assert_eq!(info, 1);
+    Ok(())
+}
+
+#[tokio::test]
+async fn replicas_left_unset_keep_the_stream_s_replicas_while_other_changes_apply(
+) -> anyhow::Result<()> {
+    // A single node holds only replicas 1, so the 3-replica case is the pure plan_stream test;
+    // here the real server takes the update that path makes: the stored replicas carried
+    // over, the changed size applied, and the read-back check satisfied.
+    let nats = NatsServer::start()?;
+    let js = jetstream::new(netqoe_nats::connect(&nats.url(), "netqoe-test", true).await?);
+    let explicit = ProvisionOptions {
+        events_max_bytes: None,
+        replicas: Some(1),
+    };
+    provision(&js, Scope::All, &explicit).await?;
+    let unset = ProvisionOptions {
+        events_max_bytes: Some(32 << 20),
+        replicas: None,
+    };
+    provision(&js, Scope::All, &unset).await?;
+    provision(&js, Scope::All, &unset).await?;
+    for name in [EVENTS_STREAM, DLQ_STREAM] {
+        let config = js.get_stream(name).await?.info().await?.config.clone();
+        assert_eq!(config.num_replicas, 1, "{name}");
+    }
+    let events = js
+        .get_stream(EVENTS_STREAM)
+        .await?
+        .info()
+        .await?
+        .config
+        .clone();
+    assert_eq!(events.max_bytes, 32 << 20);
+
+    // the plan a second start makes against what the server holds: nothing to do
+    let wanted = netqoe_nats::events_stream_config(&unset)?;
+    assert!(matches!(
+        netqoe_nats::plan_stream(Some(&events), wanted, None),
+        netqoe_nats::StreamPlan::Keep(_)
+    ));
     Ok(())
 }
