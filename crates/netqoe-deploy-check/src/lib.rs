@@ -166,6 +166,35 @@ pub fn is_documented(name: &str, documented: &BTreeSet<String>) -> bool {
         })
 }
 
+/// Parses a YAML stream (one or more documents) into JSON values, with Python's PyYAML
+/// (installed with kubernetes-validate by `make setup`).
+pub fn yaml_documents(yaml: &str) -> Result<Vec<serde_json::Value>> {
+    use std::io::Write;
+    let mut child = Command::new("python3")
+        .args([
+            "-c",
+            "import sys, json, yaml; json.dump([d for d in yaml.safe_load_all(sys.stdin) if d is not None], sys.stdout)",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .context("failed to run python3")?;
+    child
+        .stdin
+        .take()
+        .context("stdin")?
+        .write_all(yaml.as_bytes())?;
+    let out = child.wait_with_output()?;
+    if !out.status.success() {
+        bail!(
+            "YAML parse failed (PyYAML missing? `make setup`): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(serde_json::from_slice(&out.stdout)?)
+}
+
 /// Runs a command to completion; fails naming `make setup` when the tool is missing.
 pub fn run(cmd: &mut Command) -> Result<Output> {
     let program = cmd.get_program().to_string_lossy().into_owned();

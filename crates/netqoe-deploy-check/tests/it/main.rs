@@ -1,3 +1,4 @@
 //! Integration tests of the deployment files, one module per kind of file.
 
+mod k8s;
 mod systemd;
