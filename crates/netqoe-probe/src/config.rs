@@ -11,6 +11,14 @@ pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(30);
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default spool directory.
 pub const DEFAULT_SPOOL_DIR: &str = "/var/lib/netqoe/spool";
+/// Default most events per request: fits ingest's default per-token burst (400) with room.
+pub const DEFAULT_BATCH_SIZE: usize = 200;
+/// Largest `batch_size`: ingest's default `--max-batch`.
+pub const MAX_BATCH_SIZE: usize = 1000;
+/// Default spool segment size before rolling to a new file.
+pub const DEFAULT_SPOOL_SEGMENT_BYTES: u64 = 1 << 20;
+/// Default spool bound; the oldest segments are dropped (and counted) beyond it.
+pub const DEFAULT_SPOOL_MAX_BYTES: u64 = 64 << 20;
 
 /// A configuration error; the message names the line and key when known.
 #[derive(Debug, thiserror::Error)]
@@ -27,6 +35,9 @@ struct RawConfig {
     interval: Option<toml::Spanned<String>>,
     timeout: Option<toml::Spanned<String>>,
     spool_dir: Option<PathBuf>,
+    spool_segment_bytes: Option<toml::Spanned<i64>>,
+    spool_max_bytes: Option<toml::Spanned<i64>>,
+    batch_size: Option<toml::Spanned<i64>>,
     #[serde(default)]
     targets: Vec<toml::Spanned<RawTarget>>,
 }
@@ -100,11 +111,37 @@ pub struct Config {
     pub token: Option<String>,
     pub client_id: Option<String>,
     pub spool_dir: PathBuf,
+    /// Size at which the active spool segment is closed and a new one started.
+    pub spool_segment_bytes: u64,
+    /// Bound of the whole spool; the oldest segments are dropped beyond it.
+    pub spool_max_bytes: u64,
+    /// Most events per request to ingest.
+    pub batch_size: usize,
     pub targets: Vec<Target>,
 }
 
 fn line_of(src: &str, offset: usize) -> usize {
     src[..offset.min(src.len())].matches('\n').count() + 1
+}
+
+/// An integer key within `min..=max`, else an error naming its line.
+fn int_in(
+    src: &str,
+    key: &str,
+    v: &Option<toml::Spanned<i64>>,
+    default: u64,
+    min: u64,
+    max: u64,
+) -> Result<u64, ConfigError> {
+    let Some(v) = v else { return Ok(default) };
+    let n = *v.get_ref();
+    if n < min as i64 || n as u64 > max {
+        return Err(ConfigError(format!(
+            "line {}: key `{key}`: {n} must be between {min} and {max}",
+            line_of(src, v.span().start)
+        )));
+    }
+    Ok(n as u64)
 }
 
 fn duration(src: &str, key: &str, v: &toml::Spanned<String>) -> Result<Duration, ConfigError> {
@@ -156,6 +193,33 @@ pub fn parse(src: &str) -> Result<Config, ConfigError> {
         ),
         (None, None) => None,
     };
+    if let Some(id) = &raw.client_id {
+        crate::client_id::check(id).map_err(|e| ConfigError(format!("key `client_id`: {e}")))?;
+    }
+    let batch_size = int_in(
+        src,
+        "batch_size",
+        &raw.batch_size,
+        DEFAULT_BATCH_SIZE as u64,
+        1,
+        MAX_BATCH_SIZE as u64,
+    )? as usize;
+    let spool_segment_bytes = int_in(
+        src,
+        "spool_segment_bytes",
+        &raw.spool_segment_bytes,
+        DEFAULT_SPOOL_SEGMENT_BYTES,
+        1,
+        u32::MAX as u64,
+    )?;
+    let spool_max_bytes = int_in(
+        src,
+        "spool_max_bytes",
+        &raw.spool_max_bytes,
+        DEFAULT_SPOOL_MAX_BYTES,
+        spool_segment_bytes,
+        i64::MAX as u64,
+    )?;
     let mut targets = Vec::new();
     for t in &raw.targets {
         let line = line_of(src, t.span().start);
@@ -173,6 +237,9 @@ pub fn parse(src: &str) -> Result<Config, ConfigError> {
         spool_dir: raw
             .spool_dir
             .unwrap_or_else(|| PathBuf::from(DEFAULT_SPOOL_DIR)),
+        spool_segment_bytes,
+        spool_max_bytes,
+        batch_size,
         targets,
     })
 }
@@ -221,7 +288,13 @@ fn target(
             .path_and_query()
             .map(|p| p.as_str().to_string())
             .unwrap_or("/".into());
-        (url.clone(), scheme, host, port, path)
+        // a dns target reports the name it queries (SPEC §2), whatever form it was given in
+        let name = if kind == Kind::Dns {
+            host.clone()
+        } else {
+            url.clone()
+        };
+        (name, scheme, host, port, path)
     } else if let Some(host) = &t.host {
         let port = match (t.port, kind) {
             (Some(p), _) => p,
@@ -249,6 +322,12 @@ fn target(
         Some(toml::Value::String(s)) if s == "6" => IpVersion::V6,
         Some(v) => return Err(err("ip_version", format!("{v} must be 4, 6 or \"both\""))),
     };
+    // an address literal is measured over its own family: one series, whatever was asked
+    let ip_version = match host.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V4(_)) => IpVersion::V4,
+        Ok(std::net::IpAddr::V6(_)) => IpVersion::V6,
+        Err(_) => ip_version,
+    };
     let resolver = match &t.resolver {
         None => None,
         Some(r) => Some(r.get_ref().parse().map_err(|_| {
@@ -259,6 +338,20 @@ fn target(
             ))
         })?),
     };
+    if let Some(url) = &t.throughput_url {
+        let uri: http::Uri = url.parse().map_err(|e| {
+            err(
+                "throughput_url",
+                format!("{url:?} is not a valid URL ({e})"),
+            )
+        })?;
+        if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() {
+            return Err(err(
+                "throughput_url",
+                format!("{url:?} must be an http:// or https:// URL with a host"),
+            ));
+        }
+    }
     if let Some(ca) = &t.ca_file {
         if !ca.exists() {
             return Err(err("ca_file", format!("{} does not exist", ca.display())));
@@ -352,6 +445,70 @@ mod tests {
     fn unknown_key_names_line() {
         let e = parse("[[targets]]\nurl = \"http://a/\"\nbogus = 1\n").unwrap_err();
         assert!(e.0.contains("line 3") && e.0.contains("bogus"), "{e}");
+    }
+
+    #[test]
+    fn shipping_and_spool_keys_have_defaults_and_bounds() {
+        let c = parse("[[targets]]\nurl = \"http://a/\"\n").unwrap();
+        assert_eq!(c.batch_size, 200);
+        assert_eq!(c.spool_segment_bytes, 1 << 20);
+        assert_eq!(c.spool_max_bytes, 64 << 20);
+        let c = parse(
+            "batch_size = 50\nspool_segment_bytes = 4096\nspool_max_bytes = 8192\n[[targets]]\nurl = \"http://a/\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            (c.batch_size, c.spool_segment_bytes, c.spool_max_bytes),
+            (50, 4096, 8192)
+        );
+        let e = parse("batch_size = 5000\n[[targets]]\nurl = \"http://a/\"\n").unwrap_err();
+        assert!(
+            e.0.contains("line 1") && e.0.contains("`batch_size`"),
+            "{e}"
+        );
+        let e = parse(
+            "spool_segment_bytes = 4096\nspool_max_bytes = 100\n[[targets]]\nurl = \"http://a/\"\n",
+        )
+        .unwrap_err();
+        assert!(e.0.contains("`spool_max_bytes`"), "{e}");
+    }
+
+    #[test]
+    fn client_id_with_an_empty_part_is_rejected() {
+        for bad in ["a..b", ".x", "x."] {
+            let e = parse(&format!(
+                "client_id = \"{bad}\"\n[[targets]]\nurl = \"http://a/\"\n"
+            ))
+            .unwrap_err();
+            assert!(
+                e.0.contains("`client_id`") && e.0.contains("empty dot-separated part"),
+                "{e}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_dns_target_is_the_name_it_queries() {
+        let c = parse(
+            "[[targets]]\nhost = \"www.lab.netqoe\"\nkind = \"dns\"\n[[targets]]\nurl = \"https://www.lab.netqoe/x\"\nkind = \"dns\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.targets[0].name, "www.lab.netqoe");
+        assert_eq!(c.targets[1].name, "www.lab.netqoe");
+    }
+
+    #[test]
+    fn an_address_literal_is_one_series_of_its_family() {
+        let c = parse("[[targets]]\nurl = \"http://[::1]:80/\"\nip_version = \"both\"\n").unwrap();
+        assert_eq!(c.targets.len(), 1);
+        assert_eq!(c.targets[0].ip_version, IpVersion::V6);
+    }
+
+    #[test]
+    fn throughput_url_must_be_http_with_a_host() {
+        let e = parse("[[targets]]\nurl = \"http://a/\"\nthroughput_url = \"ftp://b/x\"\n")
+            .unwrap_err();
+        assert!(e.0.contains("`throughput_url`"), "{e}");
     }
 
     #[test]

@@ -24,12 +24,9 @@ pub mod ship;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
-/// Spool segment size before rolling to a new file.
-pub const SEGMENT_BYTES: u64 = 1 << 20;
-/// Spool bound; the oldest segments are dropped (and counted) beyond it.
-pub const SPOOL_MAX_BYTES: u64 = 64 << 20;
 /// Spool age bound: older events would be refused by ingest and have left the stream's
 /// window anyway (its max_age), so they are dropped and counted.
 pub const SPOOL_MAX_AGE: Duration = Duration::from_secs(7 * 86_400);
@@ -38,7 +35,8 @@ pub const MAX_CONCURRENT: usize = 16;
 
 /// Measures every target at its own fixed rate (random start offset, no drift, bounded
 /// concurrency), spools each event durably and ships the spool until `shutdown`, in batches
-/// sent when full or when the oldest event has waited `batch_max_age`.
+/// of up to `batch_size` events sent when full or when the oldest event has waited
+/// `batch_max_age`.
 pub async fn run(
     config: Config,
     client_id: String,
@@ -54,8 +52,13 @@ pub async fn run(
         .clone()
         .ok_or_else(|| anyhow::anyhow!("key `token` or `token_file` is required unless --once"))?;
     let spool = Arc::new(Mutex::new(
-        spool::Spool::open(&config.spool_dir, SEGMENT_BYTES, SPOOL_MAX_BYTES)?
-            .with_max_age(SPOOL_MAX_AGE),
+        spool::Spool::open(
+            &config.spool_dir,
+            config.spool_segment_bytes,
+            config.spool_max_bytes,
+        )
+        .with_context(|| format!("cannot open the spool {}", config.spool_dir.display()))?
+        .with_max_age(SPOOL_MAX_AGE),
     ));
     let notify = Arc::new(tokio::sync::Notify::new());
     let permits = Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT));
@@ -84,29 +87,21 @@ pub async fn run(
                 let ev = measure(&target, &client_id).await;
                 metrics::measured(target.kind, &ev);
                 let line = serde_json::to_vec(&ev).expect("event serialises");
-                let mut s = spool.lock().unwrap();
-                let (before, before_expired) = (s.dropped, s.expired);
-                if let Err(e) = s.append(&[line]) {
+                if let Err(e) = spool.lock().unwrap().append(&[line]) {
                     ::metrics::counter!(metrics::SPOOL_ERRORS).increment(1);
                     tracing::error!(error = %e, target = %target.name, "cannot spool event");
                 }
-                ::metrics::counter!(metrics::SPOOL_DROPPED, "reason" => "full")
-                    .increment(s.dropped - before);
-                ::metrics::counter!(metrics::SPOOL_DROPPED, "reason" => "age")
-                    .increment(s.expired - before_expired);
-                drop(s);
                 notify.notify_one();
             }
         });
     }
-    let shipper = tokio::spawn(ship::run(
-        spool,
+    let settings = ship::Settings {
         url,
         token,
+        batch_size: config.batch_size,
         batch_max_age,
-        notify,
-        shutdown.clone(),
-    ));
+    };
+    let shipper = tokio::spawn(ship::run(spool, settings, notify, shutdown.clone()));
     shutdown.cancelled().await;
     while tasks.join_next().await.is_some() {}
     let _ = tokio::time::timeout(Duration::from_secs(5), shipper).await;

@@ -52,17 +52,31 @@ fn main() {
             std::process::exit(exit::CONFIG as i32);
         }
     };
-    let client_id = match netqoe_probe::client_id::resolve(
-        args.client_id.as_deref(),
-        config.client_id.as_deref(),
-        &args.state_dir,
-    ) {
+    let resolved = if args.once {
+        // --once writes no state: the configured id, else the saved one, else one for this run
+        Ok(netqoe_probe::client_id::resolve_once(
+            args.client_id.as_deref(),
+            config.client_id.as_deref(),
+            &args.state_dir,
+        ))
+    } else {
+        netqoe_probe::client_id::resolve(
+            args.client_id.as_deref(),
+            config.client_id.as_deref(),
+            &args.state_dir,
+        )
+    };
+    let client_id = match resolved {
         Ok(id) => id,
         Err(e) => {
-            tracing::error!(error = %e, "cannot resolve client_id");
+            tracing::error!(error = %e, state_dir = %args.state_dir.display(), "cannot resolve client_id");
             std::process::exit(exit::CONFIG as i32);
         }
     };
+    if let Err(e) = netqoe_probe::client_id::check(&client_id) {
+        tracing::error!(error = %format!("client_id: {e}"), "invalid configuration");
+        std::process::exit(exit::CONFIG as i32);
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -1,4 +1,5 @@
-//! Measurement engine: DNS, TCP, TLS and HTTP phases timed on one connection per measurement.
+//! Measurement engine: DNS, TCP, TLS and HTTP phases timed on one connection per measurement
+//! (throughput from `throughput_url` on a second connection, to that URL's own host).
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -20,6 +21,18 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
+/// An error message cut to the schema's limit (`MAX_ERROR_MESSAGE_CHARS` characters, the
+/// last one an ellipsis when cut), so that a long error never gets its event rejected.
+pub fn clip(msg: String) -> String {
+    const MAX: usize = netqoe_model::MAX_ERROR_MESSAGE_CHARS;
+    if msg.chars().count() <= MAX {
+        return msg;
+    }
+    let mut cut: String = msg.chars().take(MAX - 1).collect();
+    cut.push('…');
+    cut
+}
+
 /// Measures one target once and returns its event (a failure is still an event).
 pub async fn measure(target: &Target, client_id: &str) -> Event {
     let mut ev = Event::new(
@@ -34,18 +47,13 @@ pub async fn measure(target: &Target, client_id: &str) -> Event {
         Kind::Dns => ProbeKind::Dns,
         Kind::Ping => ProbeKind::Ping,
     };
+    // every event says its address family: with ip_version = "both" the two are two series
     let mut ctx = NetworkContext {
         ip_version: Some(if target.ip_version == IpVersion::V6 {
             6
         } else {
             4
         }),
-        resolver: Some(
-            target
-                .resolver
-                .map(|r| r.to_string())
-                .unwrap_or_else(|| "system".into()),
-        ),
         ..Default::default()
     };
     let mut timings = Timings::default();
@@ -59,7 +67,7 @@ pub async fn measure(target: &Target, client_id: &str) -> Event {
         Ok(Ok(())) => {}
         Ok(Err(Fail(stage, msg))) => {
             ev.error_stage = Some(stage);
-            ev.error_message = Some(msg);
+            ev.error_message = Some(clip(msg));
         }
         Err(_) => {
             ev.error_stage = Some(ErrorStage::Timeout);
@@ -88,7 +96,7 @@ async fn run_phases(
     ctx: &mut NetworkContext,
 ) -> Result<(), Fail> {
     let t0 = Instant::now();
-    let ip = resolve(t, &t.host).await?;
+    let ip = resolve(t, &t.host, &mut ctx.resolver).await?;
     if t.host.parse::<IpAddr>().is_err() {
         timings.dns_ms = Some(ms(t0.elapsed()));
     }
@@ -123,7 +131,7 @@ async fn run_phases(
     }
     if t.scheme == "https" {
         let t2 = Instant::now();
-        let tls = tls_connect(t, tcp).await?;
+        let tls = tls_connect(t, &t.host, tcp).await?;
         timings.tls_ms = Some(ms(t2.elapsed()));
         let (_, conn) = tls.get_ref();
         ev.tls = Some(TlsInfo {
@@ -142,29 +150,45 @@ async fn run_phases(
     }
 }
 
-/// Resolves a host with a fresh, cache-less resolver (an IP literal is returned as is).
-async fn resolve(t: &Target, host: &str) -> Result<IpAddr, Fail> {
+/// Resolves a host with a fresh, cache-less resolver (an IP literal is returned as is) and
+/// records in `used` the server asked: the target's `resolver`, else the first nameserver of
+/// /etc/resolv.conf as hickory reads it (asked first; the others only if it fails).
+async fn resolve(t: &Target, host: &str, used: &mut Option<String>) -> Result<IpAddr, Fail> {
     use hickory_resolver::config::{NameServerConfigGroup, ResolverConfig, ResolverOpts};
     use hickory_resolver::name_server::TokioConnectionProvider;
     if let Ok(ip) = host.parse::<IpAddr>() {
         return Ok(ip);
     }
     let dns_err = |e: String| Fail(ErrorStage::Dns, format!("resolve {host}: {e}"));
-    let mut opts = ResolverOpts::default();
-    opts.cache_size = 0;
-    opts.attempts = 1;
-    opts.timeout = t.timeout;
-    let builder = match t.resolver {
+    let (config, mut opts, server) = match t.resolver {
         Some(server) => {
             let group = NameServerConfigGroup::from_ips_clear(&[server.ip()], server.port(), true);
-            hickory_resolver::Resolver::builder_with_config(
+            (
                 ResolverConfig::from_parts(None, vec![], group),
-                TokioConnectionProvider::default(),
+                ResolverOpts::default(),
+                server.to_string(),
             )
         }
-        None => hickory_resolver::Resolver::builder_tokio().map_err(|e| dns_err(e.to_string()))?,
+        None => {
+            let (config, opts) = hickory_resolver::system_conf::read_system_conf()
+                .map_err(|e| dns_err(format!("system resolver configuration: {e}")))?;
+            let first = config
+                .name_servers()
+                .first()
+                .map(|ns| ns.socket_addr.to_string())
+                .ok_or_else(|| dns_err("no nameserver in /etc/resolv.conf".into()))?;
+            (config, opts, first)
+        }
     };
-    let resolver = builder.with_options(opts).build();
+    *used = Some(server);
+    opts.cache_size = 0;
+    opts.attempts = 1;
+    opts.num_concurrent_reqs = 1;
+    opts.timeout = t.timeout;
+    let resolver =
+        hickory_resolver::Resolver::builder_with_config(config, TokioConnectionProvider::default())
+            .with_options(opts)
+            .build();
     let name = if host.ends_with('.') {
         host.to_string()
     } else {
@@ -238,20 +262,24 @@ pub fn jitter(rtts: &[f64]) -> f64 {
     rtts.windows(2).map(|w| (w[1] - w[0]).abs()).sum::<f64>() / (rtts.len() - 1) as f64
 }
 
+/// TLS handshake with `host` (the target's `ca_file` and `insecure_skip_verify` apply).
 async fn tls_connect(
     t: &Target,
+    host: &str,
     tcp: TcpStream,
 ) -> Result<tokio_rustls::client::TlsStream<TcpStream>, Fail> {
     let cfg = crate::tls::client_config(t.ca_file.as_deref(), t.insecure_skip_verify)
         .map_err(|e| Fail(ErrorStage::Tls, e.to_string()))?;
-    let name = rustls::pki_types::ServerName::try_from(t.host.clone())
-        .map_err(|e| Fail(ErrorStage::Tls, format!("server name {}: {e}", t.host)))?;
+    let name = rustls::pki_types::ServerName::try_from(host.to_string())
+        .map_err(|e| Fail(ErrorStage::Tls, format!("server name {host}: {e}")))?;
     tokio_rustls::TlsConnector::from(Arc::new(cfg))
         .connect(name, tcp)
         .await
-        .map_err(|e| Fail(ErrorStage::Tls, format!("handshake with {}: {e}", t.host)))
+        .map_err(|e| Fail(ErrorStage::Tls, format!("handshake with {host}: {e}")))
 }
 
+/// The request of an http target on its connection, then throughput (from the same body, or
+/// from `throughput_url` on a connection of its own).
 async fn http_exchange<S>(
     t: &Target,
     stream: S,
@@ -261,50 +289,96 @@ async fn http_exchange<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let herr = |e: String| Fail(ErrorStage::Http, e);
+    let authority = authority(&t.scheme, &t.host, t.port);
+    let (status, body_ms, bytes) =
+        exchange(t, stream, &t.method, &authority, &t.path, timings).await?;
+    ev.http_status = Some(status);
+    if let Some(expect) = t.expect_status {
+        if status != expect {
+            return Err(Fail(
+                ErrorStage::Http,
+                format!("status {status}, expected {expect}"),
+            ));
+        }
+    }
+    let (bytes, body_ms) = match &t.throughput_url {
+        None => (bytes, body_ms),
+        Some(url) => throughput(t, url)
+            .await
+            .map_err(|Fail(_, m)| Fail(ErrorStage::Throughput, format!("{url}: {m}")))?,
+    };
+    ev.bytes = Some(bytes);
+    if body_ms > 0.0 && bytes > 0 {
+        ev.throughput_kbps = Some(bytes as f64 * 8.0 / (body_ms / 1000.0) / 1000.0);
+    }
+    Ok(())
+}
+
+/// The Host header: `host`, with the port unless it is the scheme's default.
+fn authority(scheme: &str, host: &str, port: u16) -> String {
+    let host = if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host.to_string()
+    };
+    if (scheme == "https" && port == 443) || (scheme == "http" && port == 80) {
+        host
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
+/// GETs `url` on a new connection to its own host (resolved like the target, over the
+/// target's address family and resolver; TLS trusting the target's `ca_file`): body bytes and
+/// transfer time. A server that closes the connection after its response is fine.
+async fn throughput(t: &Target, url: &str) -> Result<(u64, f64), Fail> {
+    let fail = |m: String| Fail(ErrorStage::Throughput, m);
+    let uri: http::Uri = url.parse().map_err(|e| fail(format!("{e}")))?;
+    let scheme = uri.scheme_str().unwrap_or("http").to_string();
+    let host = uri
+        .host()
+        .ok_or_else(|| fail("no host".into()))?
+        .trim_matches(|c| c == '[' || c == ']')
+        .to_string();
+    let port = uri
+        .port_u16()
+        .unwrap_or(if scheme == "https" { 443 } else { 80 });
+    let path = uri.path_and_query().map_or("/", |p| p.as_str()).to_string();
+    let ip = resolve(t, &host, &mut None).await?;
+    let addr = SocketAddr::new(ip, port);
+    let tcp = TcpStream::connect(addr)
+        .await
+        .map_err(|e| fail(format!("connect {addr}: {e}")))?;
+    let _ = tcp.set_nodelay(true);
+    let authority = authority(&scheme, &host, port);
+    let mut scratch = Timings::default();
+    let (_, body_ms, bytes) = if scheme == "https" {
+        let tls = tls_connect(t, &host, tcp).await?;
+        exchange(t, tls, "GET", &authority, &path, &mut scratch).await?
+    } else {
+        exchange(t, tcp, "GET", &authority, &path, &mut scratch).await?
+    };
+    Ok((bytes, body_ms))
+}
+
+/// One HTTP/1.1 request on a fresh connection over `stream`: status, body transfer time and
+/// body bytes.
+async fn exchange<S>(
+    t: &Target,
+    stream: S,
+    method: &str,
+    authority: &str,
+    path: &str,
+    timings: &mut Timings,
+) -> Result<(u16, f64, u64), Fail>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
-        .map_err(|e| herr(e.to_string()))?;
+        .map_err(|e| Fail(ErrorStage::Http, e.to_string()))?;
     let conn_task = tokio::spawn(conn);
-    let authority =
-        if (t.scheme == "https" && t.port == 443) || (t.scheme == "http" && t.port == 80) {
-            t.host.clone()
-        } else {
-            format!("{}:{}", t.host, t.port)
-        };
-    let result = async {
-        let (status, body_ms, bytes) = fetch(&mut sender, t, &authority, &t.path, timings).await?;
-        ev.http_status = Some(status);
-        if let Some(expect) = t.expect_status {
-            if status != expect {
-                return Err(herr(format!("status {status}, expected {expect}")));
-            }
-        }
-        let (bytes, body_ms) = match &t.throughput_url {
-            None => (bytes, body_ms),
-            Some(url) => {
-                let uri: http::Uri = url
-                    .parse()
-                    .map_err(|e| Fail(ErrorStage::Throughput, format!("{url}: {e}")))?;
-                let path = uri
-                    .path_and_query()
-                    .map(|p| p.as_str())
-                    .unwrap_or("/")
-                    .to_string();
-                let mut scratch = Timings::default();
-                let (_, ms, b) = fetch(&mut sender, t, &authority, &path, &mut scratch)
-                    .await
-                    .map_err(|Fail(_, m)| Fail(ErrorStage::Throughput, m))?;
-                (b, ms)
-            }
-        };
-        ev.bytes = Some(bytes);
-        if body_ms > 0.0 && bytes > 0 {
-            ev.throughput_kbps = Some(bytes as f64 * 8.0 / (body_ms / 1000.0) / 1000.0);
-        }
-        Ok(())
-    }
-    .await;
+    let result = fetch(&mut sender, t, method, authority, path, timings).await;
     conn_task.abort();
     result
 }
@@ -313,13 +387,14 @@ where
 async fn fetch(
     sender: &mut hyper::client::conn::http1::SendRequest<Empty<Bytes>>,
     t: &Target,
+    method: &str,
     authority: &str,
     path: &str,
     timings: &mut Timings,
 ) -> Result<(u16, f64, u64), Fail> {
     let herr = |e: String| Fail(ErrorStage::Http, e);
     let mut req = http::Request::builder()
-        .method(t.method.as_str())
+        .method(method)
         .uri(path)
         .header(http::header::HOST, authority)
         .header(
@@ -356,6 +431,15 @@ async fn fetch(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn long_error_messages_are_cut_to_the_schema_limit() {
+        let long = "é".repeat(5000);
+        let cut = super::clip(long);
+        assert_eq!(cut.chars().count(), netqoe_model::MAX_ERROR_MESSAGE_CHARS);
+        assert!(cut.ends_with('…'));
+        assert_eq!(super::clip("short".into()), "short");
+    }
+
     #[test]
     fn jitter_is_mean_consecutive_difference() {
         assert_eq!(super::jitter(&[10.0, 12.0, 9.0]), 2.5);

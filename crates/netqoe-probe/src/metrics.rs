@@ -1,7 +1,7 @@
 //! Prometheus metrics of the probe (names in docs/metrics.md). Labels are bounded: no client
 //! ids, no target names.
 
-use metrics::{counter, describe_counter, describe_histogram, histogram};
+use metrics::{counter, describe_counter, describe_gauge, describe_histogram, histogram};
 use netqoe_model::Event;
 
 use crate::config::Kind;
@@ -13,6 +13,12 @@ pub const SPOOL_ERRORS: &str = "netqoe_probe_spool_errors_total";
 pub const SHIPPED: &str = "netqoe_probe_events_shipped_total";
 pub const REJECTED: &str = "netqoe_probe_events_rejected_total";
 pub const REQUESTS: &str = "netqoe_probe_ship_requests_total";
+pub const SPOOL_ROLLED: &str = "netqoe_probe_spool_segments_rolled_total";
+pub const SPOOL_DELETED: &str = "netqoe_probe_spool_segments_deleted_total";
+pub const SPOOL_BYTES: &str = "netqoe_probe_spool_bytes";
+pub const SPOOL_SEGMENTS: &str = "netqoe_probe_spool_segments";
+pub const SPOOL_PENDING: &str = "netqoe_probe_spool_pending_events";
+pub const BATCH_LIMIT: &str = "netqoe_probe_ship_batch_limit_events";
 
 /// Registers the descriptions shown in the exposition.
 pub fn describe() {
@@ -33,14 +39,39 @@ pub fn describe() {
         SPOOL_ERRORS,
         "Events that could not be written to the spool"
     );
-    describe_counter!(SHIPPED, "Events ingest accepted (202)");
+    describe_counter!(
+        SHIPPED,
+        "Events ingest accepted (202): each spooled event is counted once"
+    );
     describe_counter!(
         REJECTED,
         "Events ingest rejected with 400/413 when alone in a request: logged and dropped"
     );
     describe_counter!(
         REQUESTS,
-        "Requests to ingest by result: delivered, rejected, unauthorized, retry, unreachable"
+        "Requests to ingest by result: delivered, rejected, too_large, unauthorized, retry, unreachable"
+    );
+    describe_counter!(
+        SPOOL_ROLLED,
+        "New spool segments started because the active one reached spool_segment_bytes"
+    );
+    describe_counter!(
+        SPOOL_DELETED,
+        "Spool segments deleted: reason=shipped (every event in it delivered), full or age (unsent events dropped)"
+    );
+    describe_gauge!(
+        SPOOL_BYTES,
+        metrics::Unit::Bytes,
+        "Bytes of the spool's segment files"
+    );
+    describe_gauge!(SPOOL_SEGMENTS, "Spool segment files on disk");
+    describe_gauge!(
+        SPOOL_PENDING,
+        "Events in the spool not yet delivered to ingest"
+    );
+    describe_gauge!(
+        BATCH_LIMIT,
+        "Most events the shipper puts in one request: batch_size, lowered after a 413"
     );
 }
 

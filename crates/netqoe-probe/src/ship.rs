@@ -8,9 +8,6 @@ use tokio_util::sync::CancellationToken;
 
 use crate::spool::Spool;
 
-/// Largest batch sent in one request.
-pub const MAX_BATCH: usize = 500;
-
 /// Exponential backoff capped at 60 s with ±20 % jitter; `Retry-After` wins when longer.
 pub fn backoff(attempt: u32, retry_after: Option<Duration>, jitter: f64) -> Duration {
     let base = Duration::from_millis(500).saturating_mul(1u32 << attempt.min(7));
@@ -59,17 +56,70 @@ fn gzip_array(records: &[Vec<u8>]) -> Vec<u8> {
     enc.finish().unwrap()
 }
 
-/// Result of sending a slice: how many leading records are settled (delivered or dropped).
-async fn send(
-    client: &reqwest::Client,
-    url: &str,
-    token: &str,
-    records: &[Vec<u8>],
-    dropped: &mut u64,
-) -> Result<(), (u16, Option<Duration>)> {
-    let resp = client
-        .post(url)
-        .bearer_auth(token)
+/// Where and how to ship.
+#[derive(Clone)]
+pub struct Settings {
+    /// Ingest's events URL.
+    pub url: String,
+    /// Bearer token.
+    pub token: String,
+    /// Most events in one request (config key `batch_size`).
+    pub batch_size: usize,
+    /// Longest the oldest unsent event waits for a fuller batch.
+    pub batch_max_age: Duration,
+}
+
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settings")
+            .field("url", &self.url)
+            .field("token", &"<redacted>")
+            .field("batch_size", &self.batch_size)
+            .field("batch_max_age", &self.batch_max_age)
+            .finish()
+    }
+}
+
+/// The shipper's connection and what it learnt from ingest's answers.
+struct Ctx {
+    client: reqwest::Client,
+    settings: Settings,
+    /// Most events per request now: `batch_size`, lowered by a 413.
+    limit: usize,
+    /// Events dropped as rejected.
+    dropped: u64,
+}
+
+/// A request that left events unsent: how many leading events of the slice were settled
+/// (delivered or dropped) before it, the status (0: unreachable) and `Retry-After`.
+#[derive(Debug)]
+struct Stop {
+    settled: usize,
+    status: u16,
+    retry_after: Option<Duration>,
+}
+
+impl Stop {
+    fn after(mut self, settled: usize) -> Stop {
+        self.settled += settled;
+        self
+    }
+}
+
+/// How many events a 413 body says fit in one request (`max_events`), when it says so.
+pub fn max_events(body: &str) -> Option<usize> {
+    let v: serde_json::Value = serde_json::from_str(body).ok()?;
+    usize::try_from(v.get("max_events")?.as_u64()?).ok()
+}
+
+/// Sends `records` in as many requests as ingest's answers call for: a 400 bisects until the
+/// invalid event is alone and drops it, a 413 splits into chunks of the events that fit (or
+/// halves) and lowers the batch limit for later requests.
+async fn send(ctx: &mut Ctx, records: &[Vec<u8>]) -> Result<(), Stop> {
+    let resp = ctx
+        .client
+        .post(&ctx.settings.url)
+        .bearer_auth(&ctx.settings.token)
         .header("content-type", "application/json")
         .header("content-encoding", "gzip")
         .body(gzip_array(records))
@@ -78,32 +128,69 @@ async fn send(
         .map_err(|e| {
             crate::metrics::request("unreachable");
             tracing::warn!(error = %e, "ingest unreachable");
-            (0, None)
+            Stop {
+                settled: 0,
+                status: 0,
+                retry_after: None,
+            }
         })?;
     let status = resp.status().as_u16();
     let retry_after = resp
         .headers()
         .get("retry-after")
-        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+        .and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok())
         .map(Duration::from_secs);
+    let stop = Stop {
+        settled: 0,
+        status,
+        retry_after,
+    };
     match outcome(status) {
         Outcome::Delivered => {
             crate::metrics::request("delivered");
             metrics::counter!(crate::metrics::SHIPPED).increment(records.len() as u64);
             Ok(())
         }
-        Outcome::Reject | Outcome::Split if records.len() > 1 => {
+        Outcome::Reject if records.len() > 1 => {
             crate::metrics::request("rejected");
             let mid = records.len() / 2;
-            Box::pin(send(client, url, token, &records[..mid], dropped)).await?;
-            Box::pin(send(client, url, token, &records[mid..], dropped)).await
+            Box::pin(send(ctx, &records[..mid])).await?;
+            Box::pin(send(ctx, &records[mid..]))
+                .await
+                .map_err(|s| s.after(mid))
+        }
+        Outcome::Split if records.len() > 1 => {
+            crate::metrics::request("too_large");
+            let body = resp.text().await.unwrap_or_default();
+            let fit = max_events(&body)
+                .filter(|n| (1..records.len()).contains(n))
+                .unwrap_or(records.len() / 2);
+            if fit < ctx.limit {
+                tracing::warn!(
+                    events = records.len(),
+                    fit,
+                    "ingest refused a batch as too large; sending smaller batches from now on"
+                );
+                ctx.limit = fit;
+                metrics::gauge!(crate::metrics::BATCH_LIMIT).set(fit as f64);
+            }
+            for (i, chunk) in records.chunks(fit).enumerate() {
+                Box::pin(send(ctx, chunk))
+                    .await
+                    .map_err(|s| s.after(i * fit))?;
+            }
+            Ok(())
         }
         Outcome::Reject | Outcome::Split => {
             let body = resp.text().await.unwrap_or_default();
             tracing::warn!(status, error = %body, "ingest rejected an event; dropping it");
-            crate::metrics::request("rejected");
+            crate::metrics::request(if status == 413 {
+                "too_large"
+            } else {
+                "rejected"
+            });
             metrics::counter!(crate::metrics::REJECTED).increment(1);
-            *dropped += 1;
+            ctx.dropped += 1;
             Ok(())
         }
         Outcome::Unauthorized => {
@@ -112,28 +199,32 @@ async fn send(
                 status,
                 "ingest refused the token; retrying slowly, events kept"
             );
-            Err((status, Some(Duration::from_secs(30))))
+            Err(Stop {
+                retry_after: Some(Duration::from_secs(30)),
+                ..stop
+            })
         }
         Outcome::Retry => {
             crate::metrics::request("retry");
-            Err((status, retry_after))
+            Err(stop)
         }
     }
 }
 
-/// Whether to send `pending` events now: a full batch, or the oldest has waited `max_age`.
-pub fn ready_to_send(pending: usize, waited: Duration, max_age: Duration) -> bool {
-    pending >= MAX_BATCH || waited >= max_age
+/// Whether to send `pending` events now: a full batch of `limit`, or the oldest has waited
+/// `max_age`.
+pub fn ready_to_send(pending: usize, limit: usize, waited: Duration, max_age: Duration) -> bool {
+    pending >= limit || waited >= max_age
 }
 
-/// Ships spooled events until `shutdown`, in batches of up to `MAX_BATCH` events sent when
-/// full or when the oldest has waited `max_age`; returns the number of events dropped as
-/// rejected.
+/// Ships spooled events until `shutdown`, in batches of up to `batch_size` events sent when
+/// full or when the oldest has waited `batch_max_age`; returns the number of events dropped
+/// as rejected. Progress is acked in the spool after each request that settled events, so a
+/// delivered event is never sent again (short of a crash between 202 and the ack, which
+/// ingest deduplicates by `event_id`).
 pub async fn run(
     spool: Arc<Mutex<Spool>>,
-    url: String,
-    token: String,
-    max_age: Duration,
+    settings: Settings,
     notify: Arc<tokio::sync::Notify>,
     shutdown: CancellationToken,
 ) -> u64 {
@@ -141,23 +232,37 @@ pub async fn run(
         .timeout(Duration::from_secs(30))
         .build()
         .expect("http client");
-    let mut dropped = 0u64;
+    let max_age = settings.batch_max_age;
+    let limit = settings.batch_size.max(1);
+    metrics::gauge!(crate::metrics::BATCH_LIMIT).set(limit as f64);
+    let mut ctx = Ctx {
+        client,
+        settings,
+        limit,
+        dropped: 0,
+    };
     let mut attempt = 0u32;
     // When the oldest unsent event was first seen pending.
     let mut oldest: Option<tokio::time::Instant> = None;
     while !shutdown.is_cancelled() {
-        let pending = spool.lock().unwrap().pending(MAX_BATCH);
-        let Ok(Some((seq, from, batch, total))) = pending else {
-            oldest = None;
-            tokio::select! {
-                _ = notify.notified() => {}
-                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                _ = shutdown.cancelled() => {}
+        let pending = spool.lock().unwrap().pending(ctx.limit);
+        let (seq, from, batch) = match pending {
+            Ok(Some((seq, from, batch, _))) => (seq, from, batch),
+            Ok(None) | Err(_) => {
+                if let Err(e) = pending {
+                    tracing::error!(error = %e, "cannot read the spool");
+                }
+                oldest = None;
+                tokio::select! {
+                    _ = notify.notified() => {}
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    _ = shutdown.cancelled() => {}
+                }
+                continue;
             }
-            continue;
         };
         let since = *oldest.get_or_insert_with(tokio::time::Instant::now);
-        if !ready_to_send(batch.len(), since.elapsed(), max_age) {
+        if !ready_to_send(batch.len(), ctx.limit, since.elapsed(), max_age) {
             tokio::select! {
                 _ = notify.notified() => {}
                 _ = tokio::time::sleep_until(since + max_age) => {}
@@ -165,15 +270,25 @@ pub async fn run(
             }
             continue;
         }
-        match send(&client, &url, &token, &batch, &mut dropped).await {
-            Ok(()) => {
+        let (settled, failed) = match send(&mut ctx, &batch).await {
+            Ok(()) => (batch.len(), None),
+            Err(stop) => (stop.settled, Some(stop)),
+        };
+        if settled > 0 {
+            if let Err(e) = spool.lock().unwrap().ack(seq, from + settled) {
+                tracing::error!(error = %e, "cannot record shipped progress");
+            }
+        }
+        match failed {
+            None => {
                 attempt = 0;
                 oldest = None;
-                if let Err(e) = spool.lock().unwrap().ack(seq, from + batch.len(), total) {
-                    tracing::error!(error = %e, "cannot record shipped progress");
-                }
             }
-            Err((status, retry_after)) => {
+            Some(Stop {
+                status,
+                retry_after,
+                ..
+            }) => {
                 let wait = backoff(attempt, retry_after, rand::random());
                 attempt = attempt.saturating_add(1);
                 tracing::warn!(
@@ -188,7 +303,7 @@ pub async fn run(
             }
         }
     }
-    dropped
+    ctx.dropped
 }
 
 #[cfg(test)]
@@ -210,9 +325,9 @@ mod tests {
     #[test]
     fn batches_go_when_full_or_old_enough() {
         let age = Duration::from_secs(1);
-        assert!(!ready_to_send(3, Duration::from_millis(200), age));
-        assert!(ready_to_send(3, Duration::from_secs(1), age));
-        assert!(ready_to_send(MAX_BATCH, Duration::ZERO, age));
+        assert!(!ready_to_send(3, 200, Duration::from_millis(200), age));
+        assert!(ready_to_send(3, 200, Duration::from_secs(1), age));
+        assert!(ready_to_send(200, 200, Duration::ZERO, age));
     }
 
     #[test]
@@ -223,6 +338,14 @@ mod tests {
         assert_eq!(outcome(401), Outcome::Unauthorized);
         assert_eq!(outcome(503), Outcome::Retry);
         assert_eq!(outcome(429), Outcome::Retry);
+    }
+
+    #[test]
+    fn max_events_is_read_from_a_413_body_when_present() {
+        let body = r#"{"error":"too_many_events","message":"m","max_events":150}"#;
+        assert_eq!(max_events(body), Some(150));
+        assert_eq!(max_events(r#"{"error":"payload_too_large"}"#), None);
+        assert_eq!(max_events("not json"), None);
     }
 
     #[test]

@@ -3,12 +3,20 @@
 //! Record frame: `u32 LE length | u32 LE crc32(payload) | payload`. A torn or corrupt
 //! tail (after kill -9) is detected on open and truncated; earlier records are kept.
 //! Fsync policy: each appended batch is fsynced before `append` returns, so an event
-//! accepted into the spool survives a crash. Fully shipped segments are deleted, and the
-//! acknowledged record count of the oldest segment is kept in a `cursor` file.
+//! accepted into the spool survives a crash; the directory is fsynced after a segment is
+//! created or removed and after an ack file is renamed into place.
+//!
+//! Shipped progress is kept per segment: `<seq>.ack` holds how many leading records of
+//! `<seq>.seg` ingest has accepted. A segment whose records are all shipped is deleted as soon
+//! as it is no longer the one being written (at roll-over, at the next ack or `pending`, or
+//! at open), so nothing shipped is ever read as unsent again.
 
+use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+
+use crate::metrics as m;
 
 /// Frame header size in bytes.
 pub const HEADER: usize = 8;
@@ -40,46 +48,146 @@ pub fn decode(buf: &[u8]) -> (Vec<Vec<u8>>, usize) {
 /// A batch of pending records: (segment, index of first record, records, segment record count).
 pub type Pending = (u64, usize, Vec<Vec<u8>>, usize);
 
+/// What the spool knows of one segment file.
+#[derive(Debug, Clone, Copy)]
+struct Seg {
+    records: usize,
+    acked: usize,
+    bytes: u64,
+}
+
+/// Why a segment was removed (the `reason` label of the deleted-segments counter).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Removal {
+    Shipped,
+    Full,
+    Age,
+}
+
 /// The spool directory: segments named by increasing sequence number.
 pub struct Spool {
     dir: PathBuf,
     segment_bytes: u64,
     max_bytes: u64,
     max_age: Option<std::time::Duration>,
-    active: Option<(u64, File, u64)>,
+    segs: BTreeMap<u64, Seg>,
+    /// The segment being written: always the newest in `segs`.
+    active: Option<(u64, File)>,
+    next_seq: u64,
     /// Records dropped because the spool exceeded its byte bound.
     pub dropped: u64,
     /// Records dropped because their segment was last written longer than `max_age` ago.
     pub expired: u64,
+    /// New segments started because the active one reached `segment_bytes`.
+    pub rolled: u64,
+    /// Segments deleted because every record in them was shipped.
+    pub shipped_segments: u64,
+}
+
+fn fsync_dir(dir: &Path) -> std::io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+fn parse_seq(name: &str, suffix: &str) -> Option<u64> {
+    name.strip_suffix(suffix)?.parse().ok()
 }
 
 impl Spool {
-    /// Opens (creating) the spool, repairing a torn tail in the newest segment.
+    /// Opens (creating) the spool: repairs torn tails, loads each segment's shipped count
+    /// (taking over a legacy single `cursor` file), removes ack files without a segment and
+    /// deletes segments already fully shipped.
     pub fn open(dir: &Path, segment_bytes: u64, max_bytes: u64) -> std::io::Result<Spool> {
         std::fs::create_dir_all(dir)?;
-        let spool = Spool {
+        let mut spool = Spool {
             dir: dir.to_path_buf(),
-            segment_bytes,
+            segment_bytes: segment_bytes.max(1),
             max_bytes,
             max_age: None,
+            segs: BTreeMap::new(),
             active: None,
+            next_seq: 1,
             dropped: 0,
             expired: 0,
+            rolled: 0,
+            shipped_segments: 0,
         };
-        for seq in spool.segments()? {
+        let (mut seqs, mut acks) = (Vec::new(), Vec::new());
+        for entry in std::fs::read_dir(dir)?.flatten() {
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            if let Some(seq) = parse_seq(name, ".seg") {
+                seqs.push(seq);
+            } else if let Some(seq) = parse_seq(name, ".ack") {
+                acks.push(seq);
+            }
+        }
+        seqs.sort_unstable();
+        spool.next_seq = seqs.iter().chain(&acks).max().map_or(1, |s| s + 1);
+        for &seq in &seqs {
             let path = spool.seg_path(seq);
             let mut buf = Vec::new();
             File::open(&path)?.read_to_end(&mut buf)?;
-            let (_, valid) = decode(&buf);
+            let (records, valid) = decode(&buf);
             if valid < buf.len() {
                 tracing::warn!(segment = %path.display(), dropped_bytes = buf.len() - valid, "truncating torn spool tail");
-                OpenOptions::new()
-                    .write(true)
-                    .open(&path)?
-                    .set_len(valid as u64)?;
+                let f = OpenOptions::new().write(true).open(&path)?;
+                f.set_len(valid as u64)?;
+                f.sync_all()?;
+            }
+            let acked = std::fs::read_to_string(spool.ack_path(seq))
+                .ok()
+                .and_then(|s| s.trim().parse::<usize>().ok())
+                .unwrap_or(0)
+                .min(records.len());
+            let seg = Seg {
+                records: records.len(),
+                acked,
+                bytes: valid as u64,
+            };
+            spool.segs.insert(seq, seg);
+        }
+        spool.adopt_legacy_cursor()?;
+        for seq in acks {
+            if !spool.segs.contains_key(&seq) {
+                std::fs::remove_file(spool.ack_path(seq))?;
             }
         }
+        let done: Vec<u64> = spool
+            .segs
+            .iter()
+            .filter(|(_, s)| s.acked >= s.records)
+            .map(|(seq, _)| *seq)
+            .collect();
+        for seq in done {
+            spool.remove_segment(seq, Removal::Shipped)?;
+        }
+        fsync_dir(&spool.dir)?;
+        spool.report();
         Ok(spool)
+    }
+
+    /// Takes over the single `cursor` file (`<seq> <count>`) of earlier releases.
+    fn adopt_legacy_cursor(&mut self) -> std::io::Result<()> {
+        let legacy = self.dir.join("cursor");
+        let Ok(text) = std::fs::read_to_string(&legacy) else {
+            return Ok(());
+        };
+        let parsed = text.trim().split_once(' ').and_then(|(a, b)| {
+            let seq = a.parse::<u64>().ok()?;
+            Some((seq, b.parse::<usize>().ok()?))
+        });
+        if let Some((seq, n)) = parsed {
+            if let Some(seg) = self.segs.get(&seq).copied() {
+                let n = n.min(seg.records);
+                if n > seg.acked {
+                    self.write_ack(seq, n)?;
+                    self.segs.get_mut(&seq).unwrap().acked = n;
+                }
+            }
+        }
+        std::fs::remove_file(legacy)?;
+        let _ = std::fs::remove_file(self.dir.join("cursor.tmp"));
+        fsync_dir(&self.dir)
     }
 
     /// Also bounds the spool by age: a segment last written longer than `max_age` ago is
@@ -93,14 +201,66 @@ impl Spool {
         self.dir.join(format!("{seq:020}.seg"))
     }
 
+    fn ack_path(&self, seq: u64) -> PathBuf {
+        self.dir.join(format!("{seq:020}.ack"))
+    }
+
+    fn active_seq(&self) -> Option<u64> {
+        self.active.as_ref().map(|(seq, _)| *seq)
+    }
+
     /// Segment sequence numbers, oldest first.
     pub fn segments(&self) -> std::io::Result<Vec<u64>> {
-        let mut v: Vec<u64> = std::fs::read_dir(&self.dir)?
-            .flatten()
-            .filter_map(|e| e.file_name().to_str()?.strip_suffix(".seg")?.parse().ok())
-            .collect();
-        v.sort_unstable();
-        Ok(v)
+        Ok(self.segs.keys().copied().collect())
+    }
+
+    /// Bytes of all segment files.
+    pub fn bytes(&self) -> u64 {
+        self.segs.values().map(|s| s.bytes).sum()
+    }
+
+    /// Records not yet shipped.
+    pub fn unshipped(&self) -> u64 {
+        self.segs
+            .values()
+            .map(|s| (s.records - s.acked) as u64)
+            .sum()
+    }
+
+    fn report(&self) {
+        metrics::gauge!(m::SPOOL_BYTES).set(self.bytes() as f64);
+        metrics::gauge!(m::SPOOL_SEGMENTS).set(self.segs.len() as f64);
+        metrics::gauge!(m::SPOOL_PENDING).set(self.unshipped() as f64);
+    }
+
+    /// Starts a new segment file (fsyncing the directory); the previous one, when fully
+    /// shipped, is deleted.
+    fn roll(&mut self) -> std::io::Result<()> {
+        let previous = self.active.take().map(|(seq, _)| seq);
+        let seq = self.next_seq;
+        let f = OpenOptions::new()
+            .create_new(true)
+            .append(true)
+            .open(self.seg_path(seq))?;
+        fsync_dir(&self.dir)?;
+        self.next_seq += 1;
+        self.segs.insert(
+            seq,
+            Seg {
+                records: 0,
+                acked: 0,
+                bytes: 0,
+            },
+        );
+        self.active = Some((seq, f));
+        if let Some(prev) = previous {
+            self.rolled += 1;
+            metrics::counter!(m::SPOOL_ROLLED).increment(1);
+            if self.segs.get(&prev).is_some_and(|s| s.acked >= s.records) {
+                self.remove_segment(prev, Removal::Shipped)?;
+            }
+        }
+        Ok(())
     }
 
     /// Appends records and fsyncs; rolls to a new segment past `segment_bytes`.
@@ -109,203 +269,148 @@ impl Spool {
         for p in payloads {
             encode(p, &mut buf);
         }
-        if self
-            .active
-            .as_ref()
-            .is_none_or(|(_, _, size)| *size >= self.segment_bytes)
-        {
-            let next = self.segments()?.last().map_or(1, |s| s + 1);
-            let f = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(self.seg_path(next))?;
-            self.active = Some((next, f, 0));
+        let full = self
+            .active_seq()
+            .and_then(|seq| self.segs.get(&seq))
+            .is_none_or(|s| s.bytes >= self.segment_bytes);
+        if full {
+            self.roll()?;
         }
-        let (_, f, size) = self.active.as_mut().unwrap();
+        let (seq, f) = self.active.as_mut().unwrap();
         f.write_all(&buf)?;
         f.sync_data()?;
-        *size += buf.len() as u64;
-        self.enforce_bound()
+        let seg = self.segs.get_mut(seq).expect("active segment is indexed");
+        seg.bytes += buf.len() as u64;
+        seg.records += payloads.len();
+        let result = self.enforce_bound();
+        self.report();
+        result
     }
 
     fn enforce_bound(&mut self) -> std::io::Result<()> {
+        let active = self.active_seq();
         if let Some(max_age) = self.max_age {
-            let active = self.active.as_ref().map(|(seq, _, _)| *seq);
-            for seq in self.segments()? {
+            let old: Vec<u64> = self.segs.keys().copied().collect();
+            for seq in old {
+                if Some(seq) == active {
+                    break;
+                }
                 let age = std::fs::metadata(self.seg_path(seq))?
                     .modified()?
                     .elapsed()
                     .unwrap_or_default();
-                if Some(seq) == active || age <= max_age {
+                if age <= max_age {
                     break;
                 }
-                let (records, n) = self.read_segment(seq)?;
-                self.expired += (records.len() - n) as u64;
+                let lost = self.segs[&seq].records - self.segs[&seq].acked;
+                self.expired += lost as u64;
+                metrics::counter!(m::SPOOL_DROPPED, "reason" => "age").increment(lost as u64);
                 tracing::warn!(
-                    records = records.len() - n,
+                    records = lost,
                     age_s = age.as_secs(),
                     "spool segment older than its age bound: dropping it"
                 );
-                self.remove_segment(seq)?;
+                self.remove_segment(seq, Removal::Age)?;
             }
         }
-        loop {
-            let segs = self.segments()?;
-            let total: u64 = segs
-                .iter()
-                .filter_map(|s| std::fs::metadata(self.seg_path(*s)).ok())
-                .map(|m| m.len())
-                .sum();
-            if total <= self.max_bytes || segs.len() <= 1 {
-                return Ok(());
-            }
-            let (records, n) = self.read_segment(segs[0])?;
-            self.dropped += (records.len() - n) as u64;
-            tracing::warn!(
-                records = records.len() - n,
-                "spool full: dropping oldest segment"
-            );
-            self.remove_segment(segs[0])?;
+        while self.bytes() > self.max_bytes && self.segs.len() > 1 {
+            let (&seq, seg) = self.segs.iter().next().unwrap();
+            let lost = seg.records - seg.acked;
+            self.dropped += lost as u64;
+            metrics::counter!(m::SPOOL_DROPPED, "reason" => "full").increment(lost as u64);
+            tracing::warn!(records = lost, "spool full: dropping oldest segment");
+            self.remove_segment(seq, Removal::Full)?;
         }
+        Ok(())
     }
 
     /// Records of a segment and how many of them are already acknowledged.
     pub fn read_segment(&self, seq: u64) -> std::io::Result<(Vec<Vec<u8>>, usize)> {
         let mut buf = Vec::new();
         File::open(self.seg_path(seq))?.read_to_end(&mut buf)?;
-        let acked = std::fs::read_to_string(self.dir.join("cursor"))
-            .ok()
-            .and_then(|s| {
-                let (a, b) = s.trim().split_once(' ')?;
-                (a.parse::<u64>().ok()? == seq).then(|| b.parse().ok())?
-            })
-            .unwrap_or(0);
+        let acked = self.segs.get(&seq).map_or(0, |s| s.acked);
         Ok((decode(&buf).0, acked))
     }
 
-    /// Persists that the first `n` records of segment `seq` were shipped; deletes it when all were
-    /// and it is no longer being written.
-    pub fn ack(&mut self, seq: u64, n: usize, total: usize) -> std::io::Result<()> {
-        let active = self.active.as_ref().map(|a| a.0) == Some(seq);
-        if n >= total && !active {
-            return self.remove_segment(seq);
+    fn write_ack(&self, seq: u64, n: usize) -> std::io::Result<()> {
+        let tmp = self.dir.join(format!("{seq:020}.ack.tmp"));
+        {
+            let mut f = File::create(&tmp)?;
+            f.write_all(n.to_string().as_bytes())?;
+            f.sync_all()?;
         }
-        let tmp = self.dir.join("cursor.tmp");
-        std::fs::write(&tmp, format!("{seq} {n}"))?;
-        File::open(&tmp)?.sync_all()?;
-        std::fs::rename(tmp, self.dir.join("cursor"))
+        std::fs::rename(&tmp, self.ack_path(seq))?;
+        fsync_dir(&self.dir)
     }
 
-    fn remove_segment(&mut self, seq: u64) -> std::io::Result<()> {
-        if self.active.as_ref().map(|a| a.0) == Some(seq) {
+    /// Persists that the first `n` records of segment `seq` were shipped; deletes the segment
+    /// when all were and it is no longer being written.
+    pub fn ack(&mut self, seq: u64, n: usize) -> std::io::Result<()> {
+        let Some(seg) = self.segs.get_mut(&seq) else {
+            return Ok(()); // dropped meanwhile by a bound
+        };
+        let n = n.min(seg.records);
+        if n <= seg.acked {
+            return Ok(());
+        }
+        seg.acked = n;
+        let done = n >= seg.records;
+        let result = if done && self.active_seq() != Some(seq) {
+            self.remove_segment(seq, Removal::Shipped)
+        } else {
+            self.write_ack(seq, n)
+        };
+        self.report();
+        result
+    }
+
+    /// Deletes a segment, then its ack file, fsyncing the directory after each so that an
+    /// ack file never outlives its segment's removal on disk.
+    fn remove_segment(&mut self, seq: u64, why: Removal) -> std::io::Result<()> {
+        if self.active_seq() == Some(seq) {
             self.active = None;
         }
+        self.segs.remove(&seq);
         std::fs::remove_file(self.seg_path(seq))?;
-        let _ = std::fs::remove_file(self.dir.join("cursor"));
+        fsync_dir(&self.dir)?;
+        match std::fs::remove_file(self.ack_path(seq)) {
+            Ok(()) => fsync_dir(&self.dir)?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        let reason = match why {
+            Removal::Shipped => {
+                self.shipped_segments += 1;
+                "shipped"
+            }
+            Removal::Full => "full",
+            Removal::Age => "age",
+        };
+        metrics::counter!(m::SPOOL_DELETED, "reason" => reason).increment(1);
         Ok(())
     }
 
     /// The oldest unshipped records (up to `max`), with their segment and index for `ack`.
-    pub fn pending(&self, max: usize) -> std::io::Result<Option<Pending>> {
-        for seq in self.segments()? {
-            let (records, acked) = self.read_segment(seq)?;
-            if acked < records.len() {
-                let total = records.len();
-                let batch: Vec<_> = records.into_iter().skip(acked).take(max).collect();
-                return Ok(Some((seq, acked, batch, total)));
+    /// Fully shipped segments met on the way, other than the active one, are deleted.
+    pub fn pending(&mut self, max: usize) -> std::io::Result<Option<Pending>> {
+        let seqs: Vec<u64> = self.segs.keys().copied().collect();
+        for seq in seqs {
+            let seg = self.segs[&seq];
+            if seg.acked >= seg.records {
+                if self.active_seq() != Some(seq) {
+                    self.remove_segment(seq, Removal::Shipped)?;
+                    self.report();
+                }
+                continue;
             }
+            let (records, acked) = self.read_segment(seq)?;
+            let total = records.len();
+            let batch: Vec<_> = records.into_iter().skip(acked).take(max.max(1)).collect();
+            return Ok(Some((seq, acked, batch, total)));
         }
         Ok(None)
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn round_trip_and_torn_tail() {
-        let mut buf = Vec::new();
-        encode(b"one", &mut buf);
-        encode(b"two", &mut buf);
-        let full = buf.len();
-        encode(b"three", &mut buf);
-        buf.truncate(buf.len() - 2);
-        let (recs, valid) = decode(&buf);
-        assert_eq!(recs, vec![b"one".to_vec(), b"two".to_vec()]);
-        assert_eq!(valid, full);
-    }
-
-    #[test]
-    fn corrupt_record_stops_decoding() {
-        let mut buf = Vec::new();
-        encode(b"one", &mut buf);
-        encode(b"two", &mut buf);
-        let last = buf.len() - 1;
-        buf[last] ^= 0xff;
-        assert_eq!(decode(&buf).0, vec![b"one".to_vec()]);
-    }
-
-    #[test]
-    fn reopen_truncates_tail_and_keeps_records() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut s = Spool::open(dir.path(), 1 << 20, 1 << 30).unwrap();
-        s.append(&[b"a".to_vec(), b"b".to_vec()]).unwrap();
-        drop(s);
-        let seg = dir.path().join(format!("{:020}.seg", 1));
-        let mut f = OpenOptions::new().append(true).open(&seg).unwrap();
-        f.write_all(&[9, 0, 0, 0, 1]).unwrap();
-        let mut s = Spool::open(dir.path(), 1 << 20, 1 << 30).unwrap();
-        s.append(&[b"c".to_vec()]).unwrap();
-        let (seq, from, batch, total) = s.pending(10).unwrap().unwrap();
-        assert_eq!((from, total), (0, 2));
-        assert_eq!(batch, vec![b"a".to_vec(), b"b".to_vec()]);
-        s.ack(seq, 2, total).unwrap();
-        let (_, _, batch, _) = s.pending(10).unwrap().unwrap();
-        assert_eq!(batch, vec![b"c".to_vec()]);
-    }
-
-    #[test]
-    fn ack_cursor_survives_reopen() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut s = Spool::open(dir.path(), 1 << 20, 1 << 30).unwrap();
-        s.append(&[b"a".to_vec(), b"b".to_vec(), b"c".to_vec()])
-            .unwrap();
-        let (seq, _, _, total) = s.pending(1).unwrap().unwrap();
-        s.ack(seq, 1, total).unwrap();
-        drop(s);
-        let s = Spool::open(dir.path(), 1 << 20, 1 << 30).unwrap();
-        let (_, from, batch, _) = s.pending(10).unwrap().unwrap();
-        assert_eq!(from, 1);
-        assert_eq!(batch, vec![b"b".to_vec(), b"c".to_vec()]);
-    }
-
-    #[test]
-    fn bound_drops_oldest_and_counts() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut s = Spool::open(dir.path(), 20, 40).unwrap();
-        for i in 0..10u8 {
-            s.append(&[vec![i; 12]]).unwrap();
-        }
-        assert!(s.dropped > 0);
-        let (_, _, batch, _) = s.pending(100).unwrap().unwrap();
-        assert_ne!(batch[0], vec![0u8; 12]);
-    }
-
-    #[test]
-    fn age_bound_drops_old_segments_and_counts_them() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut s = Spool::open(dir.path(), 20, 1 << 20)
-            .unwrap()
-            .with_max_age(std::time::Duration::from_millis(100));
-        s.append(&[vec![1u8; 12]]).unwrap();
-        s.append(&[vec![2u8; 12]]).unwrap();
-        assert_eq!(s.expired, 0, "young segments stay");
-        std::thread::sleep(std::time::Duration::from_millis(250));
-        s.append(&[vec![3u8; 12]]).unwrap();
-        assert_eq!(s.expired, 2);
-        assert_eq!(s.dropped, 0);
-        let (_, _, batch, _) = s.pending(100).unwrap().unwrap();
-        assert_eq!(batch, vec![vec![3u8; 12]]);
-    }
-}
+mod tests;

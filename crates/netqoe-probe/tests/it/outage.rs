@@ -1,5 +1,7 @@
 //! Ingest outages: a probe process measuring every second keeps every measurement through a
-//! 60 s ingest outage, also when it is killed -9 and restarted during the outage.
+//! 60 s ingest outage, also when it is killed -9 and restarted during the outage; its small
+//! spool segments roll over many times, caught up before and after the outage and behind
+//! during it, and nothing is sent twice.
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -94,7 +96,8 @@ async fn metric(addr: SocketAddr, name: &str) -> u64 {
         .unwrap();
     text.lines()
         .find(|l| l.starts_with(name))
-        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .map(|v| v as u64)
         .unwrap_or_else(|| panic!("{name} missing from /metrics:\n{text}"))
 }
 
@@ -133,7 +136,7 @@ async fn outage(kill: bool) {
         &config,
         format!(
             "ingest_url = \"http://{}/api/v1/events\"\ntoken = \"t\"\nclient_id = \"probe-outage\"\n\
-             interval = \"1s\"\ntimeout = \"2s\"\nspool_dir = \"{}\"\n\n\
+             interval = \"1s\"\ntimeout = \"2s\"\nspool_dir = \"{}\"\nspool_segment_bytes = 2048\n\n\
              [[targets]]\nhost = \"127.0.0.1\"\nport = {port}\nkind = \"tcp\"\n",
             ingest.addr,
             dir.path().join("spool").display()
@@ -186,6 +189,13 @@ async fn outage(kill: bool) {
     )
     .await;
     let stored_after = stored(&nats.url()).await.len() as u64;
+    let rolled = metric(metrics, "netqoe_probe_spool_segments_rolled_total").await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut pending = metric(metrics, "netqoe_probe_spool_pending_events").await;
+    while pending > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        pending = metric(metrics, "netqoe_probe_spool_pending_events").await;
+    }
     terminate(&probe);
     let _ = probe.wait();
     accept.abort();
@@ -198,6 +208,8 @@ async fn outage(kill: bool) {
         "only {} of at least {expected_min} measurements reached the stream",
         events.len()
     );
+    assert!(rolled >= 5, "only {rolled} spool segment roll-overs");
+    assert_eq!(pending, 0, "the spool drains");
     if !kill {
         // what the probe says it did matches what the stream holds
         assert!(measured >= expected_min as u64, "measured {measured}");
