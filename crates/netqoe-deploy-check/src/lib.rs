@@ -146,6 +146,27 @@ pub fn documented_metrics() -> Result<BTreeSet<String>> {
     Ok(names)
 }
 
+/// Metric names declared in the code: the `netqoe_…` string literals of every crate's
+/// `metrics.rs` (where each crate declares its metrics once).
+pub fn declared_metrics() -> Result<BTreeSet<String>> {
+    let mut names = BTreeSet::new();
+    let crates = repo_root().join("crates");
+    for entry in std::fs::read_dir(&crates)? {
+        let path = entry?.path().join("src/metrics.rs");
+        if path.is_file() {
+            let src = std::fs::read_to_string(&path)?;
+            names.extend(
+                src.split('"')
+                    .skip(1)
+                    .step_by(2)
+                    .filter(|s| s.starts_with("netqoe_"))
+                    .map(str::to_string),
+            );
+        }
+    }
+    Ok(names)
+}
+
 /// The `netqoe_…` metric names a text uses (words of lower-case letters, digits and `_`).
 pub fn metric_names_in(text: &str) -> BTreeSet<String> {
     words(text, |c| {

@@ -1,4 +1,5 @@
 //! Integration tests of the deployment files, one module per kind of file.
 
 mod k8s;
+mod prometheus;
 mod systemd;
