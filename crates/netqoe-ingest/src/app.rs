@@ -14,8 +14,8 @@ use serde::Serialize;
 use serde_json::Value;
 use tower_http::timeout::RequestBodyTimeoutLayer;
 
-use crate::body::{format_of, gunzip_limited, parse, read_limited};
-use crate::error::{ApiError, Detail};
+use crate::body::{format_of, gunzip_limited, parse, read_limited, EventLimit};
+use crate::error::{insert_budget, ApiError, Detail};
 use crate::limit::Denied;
 use crate::metrics as m;
 use crate::publish::Outgoing;
@@ -115,7 +115,7 @@ async fn post_events(
     State(state): State<AppState>,
     headers: HeaderMap,
     body: Body,
-) -> Result<(StatusCode, Json<Accepted>), ApiError> {
+) -> Result<Response, ApiError> {
     let settings = &state.settings;
     if state.shutdown.is_cancelled() {
         return Err(reject(
@@ -149,7 +149,11 @@ async fn post_events(
     } else {
         raw
     };
-    let values = parse(&text, format, settings.max_batch).map_err(|e| {
+    let limit = EventLimit {
+        max_batch: settings.max_batch,
+        burst: auth.limiter.burst_of(token.as_deref()) as usize,
+    };
+    let values = parse(&text, format, limit).map_err(|e| {
         let reason = if e.status == StatusCode::PAYLOAD_TOO_LARGE {
             "too_large"
         } else {
@@ -189,20 +193,36 @@ async fn post_events(
         }
     }
 
-    match auth.limiter.check(token.as_deref(), n) {
-        Ok(()) => {}
+    let budget = match auth.limiter.check(token.as_deref(), n) {
+        Ok(budget) => budget,
         Err(denied) => {
-            metrics::counter!(m::EVENTS_RATE_LIMITED).increment(n as u64);
             let err = match denied {
-                Denied::Wait(wait) => ApiError::rate_limited(format!("rate limit exceeded: {n} events over this token's rate"), wait),
-                Denied::OverBurst { burst } => ApiError::rate_limited(
-                    format!("a request of {n} events exceeds this token's burst of {burst}: send smaller batches"),
-                    Duration::from_secs(1),
+                Denied::Wait { wait, budget } => {
+                    metrics::counter!(m::EVENTS_RATE_LIMITED).increment(n as u64);
+                    let err = ApiError::rate_limited(
+                        format!(
+                            "rate limit exceeded: {n} events over this token's rate; {} fit now",
+                            budget.remaining
+                        ),
+                        wait,
+                        budget,
+                    );
+                    reject(err, "rate_limited", n)
+                }
+                // The event limit above already refused this; kept for a limiter that disagrees.
+                Denied::OverBurst { burst } => reject(
+                    EventLimit {
+                        max_batch: settings.max_batch,
+                        burst: burst as usize,
+                    }
+                    .refuse(n),
+                    "too_large",
+                    n,
                 ),
             };
-            return Err(reject(err, "rate_limited", n));
+            return Err(err);
         }
-    }
+    };
 
     let outgoing: Vec<Outgoing> = events
         .into_iter()
@@ -219,14 +239,17 @@ async fn post_events(
         Ok(outcome) => {
             metrics::counter!(m::EVENTS_ACCEPTED).increment(outcome.accepted as u64);
             metrics::counter!(m::EVENTS_DUPLICATE).increment(outcome.duplicates as u64);
-            Ok((
+            let mut resp = (
                 StatusCode::ACCEPTED,
                 Json(Accepted {
                     accepted: outcome.accepted,
                     duplicates: outcome.duplicates,
                     warnings,
                 }),
-            ))
+            )
+                .into_response();
+            insert_budget(resp.headers_mut(), &budget);
+            Ok(resp)
         }
         Err(e) => {
             let err = ApiError::unavailable(

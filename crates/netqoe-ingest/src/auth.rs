@@ -25,6 +25,8 @@ pub enum TokensError {
     Toml(#[from] toml::de::Error),
     #[error("tokens[{index}]: {problem}")]
     Token { index: usize, problem: String },
+    #[error("the tokens file has no [[tokens]] entries, so every request would be refused: add a [[tokens]] table (see docs/api.md), or run with --insecure-no-auth for a lab")]
+    Empty,
 }
 
 #[derive(Deserialize)]
@@ -96,9 +98,12 @@ impl Tokens {
         Self::from_toml_str(&text)
     }
 
-    /// Parses the TOML of a tokens file (`[[tokens]]` tables).
+    /// Parses the TOML of a tokens file (`[[tokens]]` tables, at least one).
     pub fn from_toml_str(text: &str) -> Result<Tokens, TokensError> {
         let file: File = toml::from_str(text)?;
+        if file.tokens.is_empty() {
+            return Err(TokensError::Empty);
+        }
         let mut tokens = Vec::with_capacity(file.tokens.len());
         for (index, raw) in file.tokens.into_iter().enumerate() {
             let fail = |problem: String| TokensError::Token { index, problem };
@@ -227,6 +232,8 @@ mod tests {
             ("[[tokens]]\ntoken = \"x\"\nclients = [\"*\"]\nrate = 0\n", "tokens[0]: rate must be at least 1"),
             ("[[tokens]]\ntoken = \"x\"\nclients = [\"*\"]\n[[tokens]]\ntoken = \"y\"\nsha256 = \"00\"\nclients = [\"*\"]\n", "tokens[1]: set either"),
             ("[[tokens]]\ntoken = \"x\"\nclients = [\"a[\"]\n", "tokens[0]: clients pattern"),
+            ("", "the tokens file has no [[tokens]] entries"),
+            ("# every token revoked\ntokens = []\n", "the tokens file has no [[tokens]] entries"),
         ];
         for (text, want) in cases {
             let err = Tokens::from_toml_str(text).unwrap_err().to_string();

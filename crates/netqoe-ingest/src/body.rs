@@ -105,21 +105,53 @@ pub fn gunzip_limited(compressed: &[u8], limit: usize) -> Result<Vec<u8>, ApiErr
     Ok(out)
 }
 
-fn too_many(n: usize, max_batch: usize) -> ApiError {
-    ApiError::too_large(format!(
-        "request holds {n} events, more than the limit of {max_batch} per request"
-    ))
+/// How many events one request may hold: `--max-batch`, and the token's burst (a request
+/// larger than the burst could never be admitted by the rate limit).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventLimit {
+    pub max_batch: usize,
+    pub burst: usize,
 }
 
-/// Splits a body into its events' JSON values.
-pub fn parse(body: &[u8], format: Format, max_batch: usize) -> Result<Vec<Value>, ApiError> {
-    match format {
-        Format::Json => parse_json(body, max_batch),
-        Format::Ndjson => parse_ndjson(body, max_batch),
+impl EventLimit {
+    /// The most events a request may hold.
+    pub fn max(&self) -> usize {
+        self.max_batch.min(self.burst)
+    }
+
+    /// The 413 for a request of `n` events, saying how many fit.
+    pub fn refuse(&self, n: usize) -> ApiError {
+        let max = self.max();
+        let message = if self.burst < self.max_batch {
+            format!(
+                "request holds {n} events, this token admits at most {max} per request (its burst); send smaller batches"
+            )
+        } else {
+            format!(
+                "request holds {n} events, this ingest admits at most {max} per request (--max-batch); send smaller batches"
+            )
+        };
+        ApiError::too_many_events(message, max)
+    }
+
+    fn check(&self, n: usize) -> Result<(), ApiError> {
+        if n > self.max() {
+            Err(self.refuse(n))
+        } else {
+            Ok(())
+        }
     }
 }
 
-fn parse_json(body: &[u8], max_batch: usize) -> Result<Vec<Value>, ApiError> {
+/// Splits a body into its events' JSON values; 413 when there are more than `limit` allows.
+pub fn parse(body: &[u8], format: Format, limit: EventLimit) -> Result<Vec<Value>, ApiError> {
+    match format {
+        Format::Json => parse_json(body, limit),
+        Format::Ndjson => parse_ndjson(body, limit),
+    }
+}
+
+fn parse_json(body: &[u8], limit: EventLimit) -> Result<Vec<Value>, ApiError> {
     let first = body.iter().find(|b| !b.is_ascii_whitespace());
     let invalid = |e: serde_json::Error| {
         ApiError::invalid_json(
@@ -140,9 +172,7 @@ fn parse_json(body: &[u8], max_batch: usize) -> Result<Vec<Value>, ApiError> {
                     Vec::new(),
                 ));
             }
-            if events.len() > max_batch {
-                return Err(too_many(events.len(), max_batch));
-            }
+            limit.check(events.len())?;
             Ok(events)
         }
         Some(b'{') => Ok(vec![serde_json::from_slice(body).map_err(invalid)?]),
@@ -154,7 +184,7 @@ fn parse_json(body: &[u8], max_batch: usize) -> Result<Vec<Value>, ApiError> {
     }
 }
 
-fn parse_ndjson(body: &[u8], max_batch: usize) -> Result<Vec<Value>, ApiError> {
+fn parse_ndjson(body: &[u8], limit: EventLimit) -> Result<Vec<Value>, ApiError> {
     let lines: Vec<&[u8]> = body
         .split(|b| *b == b'\n')
         .filter(|l| l.iter().any(|b| !b.is_ascii_whitespace()))
@@ -162,9 +192,7 @@ fn parse_ndjson(body: &[u8], max_batch: usize) -> Result<Vec<Value>, ApiError> {
     if lines.is_empty() {
         return Err(ApiError::invalid_json("request body is empty", Vec::new()));
     }
-    if lines.len() > max_batch {
-        return Err(too_many(lines.len(), max_batch));
-    }
+    limit.check(lines.len())?;
     let mut events = Vec::with_capacity(lines.len());
     let mut details = Vec::new();
     for (index, line) in lines.into_iter().enumerate() {
@@ -229,25 +257,42 @@ mod tests {
         }
     }
 
+    fn batch(max_batch: usize) -> EventLimit {
+        EventLimit {
+            max_batch,
+            burst: usize::MAX,
+        }
+    }
+
     #[test]
     fn splits_objects_arrays_and_ndjson() {
-        assert_eq!(parse(b" {\"a\":1}", Format::Json, 10).unwrap().len(), 1);
-        assert_eq!(parse(b"[{},{},{}]", Format::Json, 10).unwrap().len(), 3);
         assert_eq!(
-            parse(b"{}\n\n{}\r\n{}\n", Format::Ndjson, 10)
+            parse(b" {\"a\":1}", Format::Json, batch(10)).unwrap().len(),
+            1
+        );
+        assert_eq!(
+            parse(b"[{},{},{}]", Format::Json, batch(10)).unwrap().len(),
+            3
+        );
+        assert_eq!(
+            parse(b"{}\n\n{}\r\n{}\n", Format::Ndjson, batch(10))
                 .unwrap()
                 .len(),
             3
         );
         assert_eq!(
-            parse(b"[{},{},{}]", Format::Json, 2).unwrap_err().status,
+            parse(b"[{},{},{}]", Format::Json, batch(2))
+                .unwrap_err()
+                .status,
             StatusCode::PAYLOAD_TOO_LARGE
         );
         assert_eq!(
-            parse(b"{}\n{}\n{}", Format::Ndjson, 2).unwrap_err().status,
+            parse(b"{}\n{}\n{}", Format::Ndjson, batch(2))
+                .unwrap_err()
+                .status,
             StatusCode::PAYLOAD_TOO_LARGE
         );
-        let err = parse(b"{}\nnope\n{}\n{", Format::Ndjson, 10).unwrap_err();
+        let err = parse(b"{}\nnope\n{}\n{", Format::Ndjson, batch(10)).unwrap_err();
         assert_eq!(err.status, StatusCode::BAD_REQUEST);
         assert_eq!(
             err.details.iter().map(|d| d.index).collect::<Vec<_>>(),
@@ -255,11 +300,36 @@ mod tests {
         );
         for bad in [&b""[..], b"   ", b"42", b"[", b"[]"] {
             assert_eq!(
-                parse(bad, Format::Json, 10).unwrap_err().status,
+                parse(bad, Format::Json, batch(10)).unwrap_err().status,
                 StatusCode::BAD_REQUEST,
                 "{bad:?}"
             );
         }
+    }
+
+    #[test]
+    fn too_many_events_says_how_many_fit_and_which_limit() {
+        let by_burst = EventLimit {
+            max_batch: 1000,
+            burst: 2,
+        };
+        let err = parse(b"[{},{},{}]", Format::Json, by_burst).unwrap_err();
+        assert_eq!(err.status, StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!((err.code, err.max_events), ("too_many_events", Some(2)));
+        assert!(err.message.contains("3 events"), "{}", err.message);
+        assert!(
+            err.message.contains("this token admits at most 2"),
+            "{}",
+            err.message
+        );
+        let err = parse(b"{}\n{}\n{}", Format::Ndjson, batch(2)).unwrap_err();
+        assert_eq!(err.max_events, Some(2));
+        assert!(err.message.contains("--max-batch"), "{}", err.message);
+        assert_eq!(
+            parse(b"[{},{}]", Format::Json, by_burst).unwrap().len(),
+            2,
+            "exactly the burst fits"
+        );
     }
 
     #[test]

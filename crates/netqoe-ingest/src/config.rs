@@ -38,13 +38,14 @@ pub struct Cli {
     /// Default sustained rate per token, in events per second.
     #[arg(long, env = "NETQOE_INGEST_RATE", default_value_t = NonZeroU32::new(200).unwrap())]
     pub rate: NonZeroU32,
-    /// Default burst per token, in events.
-    #[arg(long, env = "NETQOE_INGEST_BURST", default_value_t = NonZeroU32::new(400).unwrap())]
+    /// Default burst per token, in events: also the most events one request of such a token
+    /// can hold. Ingest refuses to start when no token's burst reaches --max-batch.
+    #[arg(long, env = "NETQOE_INGEST_BURST", default_value_t = NonZeroU32::new(1000).unwrap())]
     pub burst: NonZeroU32,
     /// Largest accepted request body in bytes, before and after gzip decompression.
     #[arg(long, env = "NETQOE_INGEST_MAX_BODY_BYTES", default_value_t = 1 << 20)]
     pub max_body_bytes: usize,
-    /// Most events accepted in one request.
+    /// Most events accepted in one request (a token's burst can lower it for that token).
     #[arg(long, env = "NETQOE_INGEST_MAX_BATCH", default_value_t = 1000)]
     pub max_batch: usize,
     /// How long to wait for JetStream to acknowledge a request's events.
@@ -111,7 +112,7 @@ impl Settings {
             nats_url: nats_url.to_string(),
             auth: AuthSource::Disabled,
             rate: NonZeroU32::new(200).unwrap(),
-            burst: NonZeroU32::new(400).unwrap(),
+            burst: NonZeroU32::new(1000).unwrap(),
             max_body_bytes: 1 << 20,
             max_batch: 1000,
             ack_timeout: Duration::from_secs(5),

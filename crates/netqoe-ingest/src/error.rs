@@ -1,10 +1,13 @@
-//! The API's one error type: status, machine-readable code, message, per-event details.
+//! The API's one error type: status, machine-readable code, message, per-event details,
+//! and the `Retry-After` and `RateLimit-*` headers that go with it.
 
 use std::time::Duration;
 
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
+
+use crate::limit::Budget;
 
 /// One problem of one event of the request.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -22,6 +25,10 @@ pub struct ApiError {
     pub message: String,
     pub details: Vec<Detail>,
     pub retry_after: Option<Duration>,
+    /// For a 413 on the number of events: the most events a request of this token may hold.
+    pub max_events: Option<u32>,
+    /// The token's bucket, sent as `RateLimit-*` headers (429).
+    pub budget: Option<Budget>,
 }
 
 #[derive(Serialize)]
@@ -29,6 +36,8 @@ struct Body<'a> {
     error: &'a str,
     message: &'a str,
     details: &'a [Detail],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_events: Option<u32>,
 }
 
 impl ApiError {
@@ -39,6 +48,8 @@ impl ApiError {
             message: message.into(),
             details: Vec::new(),
             retry_after: None,
+            max_events: None,
+            budget: None,
         }
     }
 
@@ -55,6 +66,14 @@ impl ApiError {
 
     pub fn too_large(message: impl Into<String>) -> ApiError {
         Self::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", message)
+    }
+
+    /// 413 for a request of `n` events when at most `max_events` fit in one.
+    pub fn too_many_events(message: impl Into<String>, max_events: usize) -> ApiError {
+        ApiError {
+            max_events: Some(u32::try_from(max_events).unwrap_or(u32::MAX)),
+            ..Self::new(StatusCode::PAYLOAD_TOO_LARGE, "too_many_events", message)
+        }
     }
 
     pub fn unsupported(message: impl Into<String>) -> ApiError {
@@ -79,9 +98,14 @@ impl ApiError {
         }
     }
 
-    pub fn rate_limited(message: impl Into<String>, retry_after: Duration) -> ApiError {
+    pub fn rate_limited(
+        message: impl Into<String>,
+        retry_after: Duration,
+        budget: Budget,
+    ) -> ApiError {
         ApiError {
             retry_after: Some(retry_after),
+            budget: Some(budget),
             ..Self::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", message)
         }
     }
@@ -104,12 +128,26 @@ pub fn retry_after_secs(wait: Duration) -> u64 {
     secs.max(1)
 }
 
+/// `RateLimit-Limit`, `RateLimit-Remaining` and `RateLimit-Reset` (whole seconds, rounded up)
+/// for the token's bucket.
+pub fn insert_budget(headers: &mut HeaderMap, budget: &Budget) {
+    let reset = budget.reset.as_secs() + u64::from(budget.reset.subsec_nanos() > 0);
+    for (name, value) in [
+        ("ratelimit-limit", u64::from(budget.limit)),
+        ("ratelimit-remaining", u64::from(budget.remaining)),
+        ("ratelimit-reset", reset),
+    ] {
+        headers.insert(HeaderName::from_static(name), HeaderValue::from(value));
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = serde_json::to_vec(&Body {
             error: self.code,
             message: &self.message,
             details: &self.details,
+            max_events: self.max_events,
         })
         .unwrap_or_default();
         let mut resp = (self.status, body).into_response();
@@ -123,6 +161,9 @@ impl IntoResponse for ApiError {
                 header::RETRY_AFTER,
                 HeaderValue::from(retry_after_secs(wait)),
             );
+        }
+        if let Some(budget) = &self.budget {
+            insert_budget(headers, budget);
         }
         resp
     }

@@ -12,6 +12,19 @@ use crate::limit::Limiter;
 use crate::metrics as m;
 use crate::publish::Publisher;
 
+/// Why a token set cannot be used (at start: ingest exits; on reload: the old set stays).
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error(transparent)]
+    Tokens(#[from] TokensError),
+    #[error("--max-batch {max_batch} (NETQOE_INGEST_MAX_BATCH) is larger than the burst of every token (largest: {largest}; --burst {default_burst} (NETQOE_INGEST_BURST) applies to tokens that set no burst), so no full batch could ever be admitted: lower --max-batch to at most {largest}, or raise --burst or the tokens' burst")]
+    BatchOverBurst {
+        max_batch: usize,
+        largest: u32,
+        default_burst: u32,
+    },
+}
+
 /// Tokens and the limiters built for them; replaced as a whole on reload.
 pub struct Auth {
     /// `None` when authentication is disabled.
@@ -20,8 +33,9 @@ pub struct Auth {
 }
 
 impl Auth {
-    /// Loads the tokens of `settings.auth` and builds their limiters.
-    pub fn load(settings: &Settings) -> Result<Auth, TokensError> {
+    /// Loads the tokens of `settings.auth` and builds their limiters; refuses an empty tokens
+    /// file and a `--max-batch` that no token's burst could ever admit.
+    pub fn load(settings: &Settings) -> Result<Auth, AuthError> {
         let tokens = match &settings.auth {
             AuthSource::File(path) => Some(Tokens::load(path)?),
             AuthSource::Inline(text) => Some(Tokens::from_toml_str(text)?),
@@ -32,6 +46,21 @@ impl Auth {
             settings.rate,
             settings.burst,
         );
+        let largest = match &tokens {
+            Some(tokens) => tokens
+                .iter()
+                .map(|t| limiter.burst_of(Some(t)))
+                .max()
+                .unwrap_or(0),
+            None => limiter.burst_of(None),
+        };
+        if (largest as usize) < settings.max_batch {
+            return Err(AuthError::BatchOverBurst {
+                max_batch: settings.max_batch,
+                largest,
+                default_burst: settings.burst.get(),
+            });
+        }
         Ok(Auth { tokens, limiter })
     }
 
@@ -86,7 +115,7 @@ impl AppState {
     }
 
     /// Re-reads the tokens file and limits; on error the previous set stays active.
-    pub fn reload(&self) -> Result<(), TokensError> {
+    pub fn reload(&self) -> Result<(), AuthError> {
         match Auth::load(&self.settings) {
             Ok(auth) => {
                 *self.auth.write().expect("auth lock") = Arc::new(auth);

@@ -3,4 +3,6 @@
 mod api;
 mod contract;
 mod failover;
+mod lifecycle;
+mod limits;
 mod support;

@@ -130,6 +130,24 @@ impl Ingest {
             .messages
     }
 
+    /// Starts the drain, as SIGTERM does, without waiting for it.
+    pub fn begin_shutdown(&self) {
+        self.shutdown.cancel();
+    }
+
+    /// Waits until `run` returned; true when it returned before `within`.
+    pub async fn stopped_within(&mut self, within: Duration) -> bool {
+        let task = self.task.as_mut().expect("running");
+        match tokio::time::timeout(within, task).await {
+            Ok(joined) => {
+                joined.expect("join").expect("ingest run");
+                self.task = None;
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
     pub async fn stop(mut self) {
         self.shutdown.cancel();
         if let Some(task) = self.task.take() {
