@@ -63,7 +63,8 @@ pub fn label(findings: &[Finding]) -> Option<Verdict> {
                 .then(a.score.total_cmp(&b.score))
         })
         .map(|f| (*f).clone())?;
-    let mut also: Vec<Label> = findings
+    // Total time is not a stage of its own: it only says something when no phase does.
+    let mut also: Vec<Label> = pool
         .iter()
         .map(|f| f.metric.label())
         .filter(|l| *l != label)

@@ -14,6 +14,9 @@ use crate::incident::{summary, Changes, Diag, Group, Stored};
 use crate::series::{SeriesKey, Window};
 use crate::Error;
 
+pub mod evaluate;
+pub mod report;
+
 /// Rows per batched statement.
 const CHUNK: usize = 2000;
 /// Name of the watermark row.

@@ -39,3 +39,145 @@ async fn the_binary_runs_once_and_reports() -> anyhow::Result<()> {
     assert_eq!(out.status.code(), Some(3));
     Ok(())
 }
+
+#[tokio::test]
+async fn report_html_is_one_self_contained_page_with_a_chart_per_incident() -> anyhow::Result<()> {
+    let db = Db::start().await?;
+    let mut rows = Vec::new();
+    for c in 0..5 {
+        let client = format!("edge-{c}");
+        // Target fault: four of five clients of shop.example see slow connects.
+        rows.extend(series(&client, "shop.example:443", 0..240, 0.06, |m, w| {
+            if c < 4 && (150..175).contains(&m) {
+                w.tcp += 180.0 + 20.0 * c as f64;
+            }
+        }));
+        // Pair fault: one client's first byte from api.example.
+        rows.extend(series(&client, "api.example:443", 0..240, 0.06, |m, w| {
+            if c == 2 && (200..215).contains(&m) {
+                w.ttfb += 350.0;
+            }
+        }));
+    }
+    db.insert(&rows).await?;
+    let out = diagnoser(&db, &["run"])?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let incidents = db.count("SELECT count(*) FROM incidents").await?;
+    assert_eq!(incidents, 2);
+
+    let dir = tempfile::tempdir()?;
+    let path = std::env::var("NETQOE_DIAGNOSER_TEST_REPORT")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| dir.path().join("report.html"));
+    let since = "2026-11-30T00:00:00Z";
+    let out = diagnoser(
+        &db,
+        &[
+            "report",
+            "--since",
+            since,
+            "--format",
+            "html",
+            "--output",
+            path.to_str().unwrap(),
+        ],
+    )?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let html = std::fs::read_to_string(&path)?;
+    assert!(html.starts_with("<!DOCTYPE html>"));
+    assert!(html.matches("<section class=\"incident").count() == 2);
+    let charts = html.matches("<svg").count();
+    assert!(charts >= incidents as usize, "{charts} charts");
+    for external in [
+        "<script", "<link", "src=", "href=", "url(", "@import", "http://", "https://",
+    ] {
+        assert!(!html.contains(external), "page holds {external}");
+    }
+    assert!(html.contains("shop.example:443"));
+
+    let out = diagnoser(&db, &["report", "--since", since])?;
+    let table = String::from_utf8(out.stdout)?;
+    assert!(
+        table.contains("connect") && table.contains("target"),
+        "{table}"
+    );
+    let out = diagnoser(
+        &db,
+        &[
+            "report",
+            "--since",
+            since,
+            "--format",
+            "json",
+            "--target",
+            "api.example:443",
+        ],
+    )?;
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    let incs = json["incidents"].as_array().unwrap();
+    assert_eq!(incs.len(), 1);
+    assert_eq!(incs[0]["label"], "server");
+    assert_eq!(incs[0]["client_id"], "edge-2");
+    Ok(())
+}
+
+#[tokio::test]
+async fn evaluate_scores_incidents_against_the_truth_and_fails_below_thresholds(
+) -> anyhow::Result<()> {
+    use crate::support::{MIN, T0};
+    let db = Db::start().await?;
+    let mut rows = Vec::new();
+    for c in 0..4 {
+        let client = format!("edge-{c}");
+        rows.extend(series(&client, "shop.example:443", 0..180, 0.05, |m, w| {
+            if (120..140).contains(&m) {
+                w.tcp += 200.0;
+            }
+        }));
+    }
+    db.insert(&rows).await?;
+    assert!(diagnoser(&db, &["run"])?.status.success());
+    let injected = |label: &str, from: i64, to: i64| {
+        serde_json::json!({"label": label, "scope": "target", "target": "shop.example:443",
+            "start_ms": T0 + from * MIN, "end_ms": T0 + to * MIN})
+    };
+    let dir = tempfile::tempdir()?;
+    let truth = dir.path().join("truth.json");
+    std::fs::write(
+        &truth,
+        serde_json::to_string(&vec![injected("connect", 120, 140)])?,
+    )?;
+    let out = diagnoser(&db, &["evaluate", "--truth", truth.to_str().unwrap()])?;
+    let table = String::from_utf8(out.stdout)?;
+    assert_eq!(out.status.code(), Some(0), "{table}");
+    assert!(
+        table.contains("found    injected connect target shop.example:443"),
+        "{table}"
+    );
+    // A second injected incident nobody found: recall 0.5, exit 5.
+    std::fs::write(
+        &truth,
+        serde_json::to_string(&vec![
+            injected("connect", 120, 140),
+            injected("tls", 150, 160),
+        ])?,
+    )?;
+    let out = diagnoser(
+        &db,
+        &["evaluate", "--truth", truth.to_str().unwrap(), "--json"],
+    )?;
+    assert_eq!(out.status.code(), Some(5));
+    let scores: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    assert_eq!(scores["recall"], 0.5);
+    assert_eq!(scores["precision"], 1.0);
+    assert_eq!(scores["false_anomalous_minutes"], 0);
+    Ok(())
+}
