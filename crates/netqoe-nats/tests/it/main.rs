@@ -1,6 +1,8 @@
 //! Provisioning against a real nats-server: idempotent, read back, updates applied, replicas
 //! left alone unless asked for.
 
+mod cluster;
+
 use std::time::Duration;
 
 use async_nats::jetstream;
@@ -104,9 +106,9 @@ async fn deduplicates_by_msg_id_within_the_window() -> anyhow::Result<()> {
 #[tokio::test]
 async fn replicas_left_unset_keep_the_stream_s_replicas_while_other_changes_apply(
 ) -> anyhow::Result<()> {
-    // A single node holds only replicas 1, so the 3-replica case is the pure plan_stream test;
-    // here the real server takes the update that path makes: the stored replicas carried
-    // over, the changed size applied, and the read-back check satisfied.
+    // A single node holds only replicas 1 (the 3-replica case is in cluster.rs); here the
+    // server takes the update that path makes: the stored replicas carried over, the changed
+    // size applied, and the read-back check satisfied.
     let nats = NatsServer::start()?;
     let js = jetstream::new(netqoe_nats::connect(&nats.url(), "netqoe-test", true).await?);
     let explicit = ProvisionOptions {
