@@ -36,7 +36,7 @@ impl Scenario {
             dns: lognormal(rng, client.dns_ms, 0.3),
             tcp: lognormal(rng, s.tcp_ms, 0.12),
             tls: lognormal(rng, s.tcp_ms * 1.5, 0.12),
-            ttfb: lognormal(rng, target.ttfb_ms * (1.0 + 0.2 * load), 0.15),
+            ttfb: lognormal(rng, target.ttfb_ms * (1.0 + 0.2 * load), 0.12),
             kbps: lognormal(rng, s.kbps / (1.0 + 0.15 * load), 0.25),
             status: 200,
             fail: None,
