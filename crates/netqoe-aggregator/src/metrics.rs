@@ -44,4 +44,21 @@ pub fn describe() {
         "1 while the last fetch and the last commit succeeded"
     );
     describe_counter!(PRUNED, "rows deleted by retention, by table");
+    // Every series exists from the start, at zero, so alerts on rates see it before the
+    // first failure.
+    for outcome in ["new", "duplicate", "dlq"] {
+        metrics::counter!(EVENTS, "outcome" => outcome).increment(0);
+    }
+    for reason in ["undecodable", "invalid"] {
+        metrics::counter!(DLQ, "reason" => reason).increment(0);
+    }
+    for table in ["events_seen", "agg_1m"] {
+        metrics::counter!(PRUNED, "table" => table).increment(0);
+    }
+    for name in [BATCHES, ROWS, DB_ERRORS, NATS_ERRORS] {
+        metrics::counter!(name).increment(0);
+    }
+    for name in [PENDING, ACK_PENDING, READY] {
+        metrics::gauge!(name).set(0.0);
+    }
 }

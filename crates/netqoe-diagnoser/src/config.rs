@@ -80,7 +80,7 @@ pub struct RunArgs {
     #[arg(
         long,
         env = "NETQOE_DIAGNOSER_METRICS_LISTEN",
-        default_value = "0.0.0.0:9103"
+        default_value = "0.0.0.0:9104"
     )]
     pub metrics_listen: SocketAddr,
 }

@@ -58,7 +58,7 @@ struct Cli {
     /// Share of connections reset abruptly (0..1).
     #[arg(long, env = "NETQOE_LAB_RESET_RATE", default_value_t = 0.0)]
     reset_rate: f64,
-    /// Optional address of a Prometheus /metrics listener (e.g. 127.0.0.1:9104).
+    /// Optional address of a Prometheus /metrics listener (e.g. 127.0.0.1:9105).
     #[arg(long, env = "NETQOE_LAB_METRICS_LISTEN")]
     metrics_listen: Option<SocketAddr>,
     #[command(flatten)]
