@@ -27,11 +27,11 @@ bench: ## benchmarks against release builds; one JSON line per figure
 	$(CARGO) build --release --workspace --bins
 	$(CARGO) run --release -q -p netqoe-bench -- all
 
-demo: ## run the main job on a local stack under ./.netqoe
-	@echo "make demo: not yet available (the demo lands with the diagnoser)"
+demo: ## install what is missing, build (debug), then run the whole product on a local stack under ./.netqoe
+	@bash deploy/scripts/setup.sh && $(CARGO) build --workspace --bins && $(CARGO) run -q -p netqoe-demo -- up
 
-demo-down: ## stop the local demo stack
-	@echo "make demo-down: not yet available (the demo lands with the diagnoser)"
+demo-down: ## stop exactly the processes the demo started (by pid)
+	$(CARGO) run -q -p netqoe-demo -- down
 
 clean: ## remove build output and the local demo state
 	$(CARGO) clean
