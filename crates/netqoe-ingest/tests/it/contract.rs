@@ -17,6 +17,9 @@ async fn schemathesis_finds_no_5xx_and_no_schema_mismatch() {
     let ingest = Ingest::start().await;
     let spec = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/openapi.yaml");
     let base = ingest.base.clone();
+    // hypothesis keeps caches in .hypothesis/ of the working directory: not in the source tree
+    let storage = tempfile::tempdir().expect("temp dir");
+    let storage_path = storage.path().to_path_buf();
     let out = tokio::task::spawn_blocking(move || {
         Command::new("python3")
             .args(["-m", "schemathesis.cli", "run"])
@@ -26,6 +29,7 @@ async fn schemathesis_finds_no_5xx_and_no_schema_mismatch() {
             .args(["--hypothesis-max-examples", "40", "--hypothesis-derandomize", "--hypothesis-deadline", "5000"])
             .args(["-H", "Authorization: Bearer token-any"])
             .env("SCHEMATHESIS_TELEMETRY", "false")
+            .env("HYPOTHESIS_STORAGE_DIRECTORY", &storage_path)
             .output()
             .expect("run schemathesis")
     })
