@@ -24,4 +24,13 @@ pub fn describe() {
         STALE_SERIES,
         "series that stopped reporting (no window for 3 of their intervals and 10 minutes) within the last day"
     );
+    // Every series exists from the start, at zero, so alerts on rates see it before the
+    // first occurrence.
+    for result in ["ok", "error"] {
+        metrics::counter!(RUNS, "result" => result).increment(0);
+    }
+    for label in netqoe_model::Label::ALL {
+        metrics::counter!(DIAGNOSES, "label" => label.as_str()).increment(0);
+    }
+    metrics::counter!(WINDOWS).increment(0);
 }

@@ -34,8 +34,15 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    /// Starts everything and waits until ingest and the aggregator report ready.
+    /// Starts everything and waits until ingest and the aggregator report ready; the token has
+    /// ingest's default rate limits.
     pub async fn start(name: &str) -> Result<Pipeline> {
+        Pipeline::start_with_token_limits(name, "").await
+    }
+
+    /// Starts everything with the token's `rate` and `burst` lines given as TOML (`""` for
+    /// ingest's defaults), e.g. `"rate = 1000000\nburst = 1000\n"` to send a day at once.
+    pub async fn start_with_token_limits(name: &str, limits: &str) -> Result<Pipeline> {
         let dir = tempfile::Builder::new()
             .prefix(&format!("netqoe-e2e-{name}-"))
             .tempdir()?;
@@ -61,7 +68,7 @@ impl Pipeline {
         let tokens = dir.path().join("tokens.toml");
         std::fs::write(
             &tokens,
-            format!("[[tokens]]\ntoken = \"{TOKEN}\"\nclients = [\"*\"]\n"),
+            format!("[[tokens]]\ntoken = \"{TOKEN}\"\nclients = [\"*\"]\n{limits}"),
         )?;
         let ingest_addr = loopback();
         let ingest_metrics = loopback();

@@ -42,4 +42,22 @@ pub fn describe() {
     describe_gauge!(STREAM_READY, "1 while QOE_EVENTS exists and is reachable");
     describe_gauge!(TOKENS_LOADED, "tokens in the active tokens file");
     describe_counter!(RELOADS, "tokens file reloads by result");
+    // Every series exists from the start, at zero, so alerts on rates see it before the
+    // first occurrence.
+    for name in [EVENTS_ACCEPTED, EVENTS_DUPLICATE, EVENTS_RATE_LIMITED] {
+        metrics::counter!(name).increment(0);
+    }
+    for reason in [
+        "too_large",
+        "invalid",
+        "disconnected",
+        "stream_full",
+        "ack_timeout",
+        "refused",
+    ] {
+        metrics::counter!(EVENTS_REJECTED, "reason" => reason).increment(0);
+    }
+    for result in ["ok", "error"] {
+        metrics::counter!(RELOADS, "result" => result).increment(0);
+    }
 }

@@ -73,6 +73,17 @@ pub fn describe() {
         BATCH_LIMIT,
         "Most events the shipper puts in one request: batch_size, lowered after a 413"
     );
+    // Every series exists from the start, at zero, so alerts on rates see it before the
+    // first occurrence.
+    for reason in ["full", "age"] {
+        counter!(SPOOL_DROPPED, "reason" => reason).increment(0);
+    }
+    for reason in ["shipped", "full", "age"] {
+        counter!(SPOOL_DELETED, "reason" => reason).increment(0);
+    }
+    for name in [SPOOL_ERRORS, SHIPPED, REJECTED, SPOOL_ROLLED] {
+        counter!(name).increment(0);
+    }
 }
 
 fn kind_label(kind: Kind) -> &'static str {
