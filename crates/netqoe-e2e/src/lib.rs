@@ -158,6 +158,13 @@ impl Pipeline {
     }
 }
 
+/// Writes a line of figures to the real stderr, so it shows in `make test` output even when
+/// the test passes and libtest captures its prints.
+pub fn report(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "[e2e] {line}");
+}
+
 /// The current value of a metric summed over the samples matching `labels`.
 pub fn scrape(addr: SocketAddr, name: &str, labels: &[&str]) -> Result<f64> {
     let (status, body) = http_get(addr, "/metrics")?;

@@ -70,7 +70,9 @@ async fn every_measurement_of_every_kind_lands_once_in_its_own_series() {
     let p = Pipeline::start("pipeline").await.unwrap();
     let ipv6 = has_ipv6_loopback();
     if !ipv6 {
-        eprintln!("no IPv6 loopback on this host: the ip_version = \"both\" target is skipped");
+        netqoe_e2e::report(
+            "no IPv6 loopback on this host: the ip_version = \"both\" target is skipped",
+        );
     }
     let lab = Lab::start(p.dir.path(), ipv6).unwrap();
     let spool = p.dir.path().join("spool").display().to_string();
@@ -119,6 +121,15 @@ async fn every_measurement_of_every_kind_lands_once_in_its_own_series() {
         assert!(measured > 0.0, "{kind} was measured");
         assert_eq!(stored as f64, measured, "{kind} events in agg_1m");
     }
+    for kind in ["http", "dns", "tcp", "ping"] {
+        let n = probe
+            .metric(
+                "netqoe_probe_measurements_total",
+                &[&format!("kind=\"{kind}\"")],
+            )
+            .unwrap();
+        netqoe_e2e::report(&format!("pipeline: {kind} measurements {n}"));
+    }
     let series: Vec<(String, String, i16, i64, i64)> = sqlx::query_as(
         "SELECT target, probe_kind, ip_version, count(*), sum(count_total)::bigint \
          FROM agg_1m GROUP BY 1, 2, 3 ORDER BY 1, 2, 3",
@@ -126,9 +137,11 @@ async fn every_measurement_of_every_kind_lands_once_in_its_own_series() {
     .fetch_all(&p.pool)
     .await
     .unwrap();
-    eprintln!("series (target, kind, ip_version, windows, events):");
+    netqoe_e2e::report(&format!(
+        "pipeline: {taken} measurements, series (target, kind, ip_version, windows, events):"
+    ));
     for s in &series {
-        eprintln!("  {s:?}");
+        netqoe_e2e::report(&format!("  {s:?}"));
     }
     let has = |target: &str, kind: &str, ip: i16| {
         series

@@ -83,10 +83,10 @@ async fn a_caught_up_probe_delivers_everything_once_across_roll_overs_and_an_out
         &[],
     )
     .unwrap();
-    eprintln!(
+    netqoe_e2e::report(&format!(
         "soak: {taken} measurements, {stream} stream messages, {rolled} segments rolled, \
          duplicates {duplicates_before} + {duplicates_after}"
-    );
+    ));
     assert_eq!(stream, taken as u64, "every measurement in the stream once");
     assert_eq!(
         duplicates_before + duplicates_after,
