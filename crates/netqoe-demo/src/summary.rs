@@ -1,8 +1,33 @@
 //! The closing summary of `up`: what went in, what the diagnoser found beside what was
 //! injected, with precision and recall, where the report is and how to stop the stack.
 
+use std::path::PathBuf;
+use std::time::Duration;
+
 use crate::progress::thousands;
-use crate::up::Report;
+
+/// What the summary reports.
+#[derive(Debug, Default)]
+pub struct Report {
+    pub home: PathBuf,
+    pub events_ingested: u64,
+    pub scenario_events: u64,
+    pub windows: i64,
+    pub injected: usize,
+    pub incidents_found: i64,
+    /// The evaluation's JSON as printed by `netqoe-diagnoser evaluate --json`.
+    pub evaluation: Option<serde_json::Value>,
+    /// Whether the evaluation met its thresholds.
+    pub passed: bool,
+    pub report_html: PathBuf,
+    pub live_target: String,
+    pub live_fault_since: String,
+    /// Time to first byte of the live target before and since the fault, as a sentence.
+    pub live_shift: String,
+    pub live_incidents: Vec<(String, String)>,
+    pub lab_control: String,
+    pub timings: Vec<(String, Duration)>,
+}
 
 /// The first number under key `key` anywhere in `v` (the evaluation may nest its totals).
 pub fn find_number(v: &serde_json::Value, key: &str) -> Option<f64> {

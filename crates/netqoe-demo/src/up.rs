@@ -2,7 +2,7 @@
 //! measurements through ingest, switches the lab's fault on, runs the diagnoser and returns
 //! what the summary prints. Every step that runs a tool keeps its log under `logs/`.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -14,34 +14,12 @@ use crate::live;
 use crate::progress::{log_tail, run_tool, thousands, Progress};
 use crate::stack::{loopback, port, scrape, start_service, udp_port, Db, Home};
 use crate::state::{describe, Ports, State};
+use crate::summary::Report;
 
 /// Steps of `up`.
 pub const STEPS: usize = 14;
 
 const ACCEPTED: &str = "netqoe_ingest_events_accepted_total";
-
-/// What the summary reports.
-#[derive(Debug, Default)]
-pub struct Report {
-    pub home: PathBuf,
-    pub events_ingested: u64,
-    pub scenario_events: u64,
-    pub windows: i64,
-    pub injected: usize,
-    pub incidents_found: i64,
-    /// The evaluation's JSON as printed by `netqoe-diagnoser evaluate --json`.
-    pub evaluation: Option<serde_json::Value>,
-    /// Whether the evaluation met its thresholds.
-    pub passed: bool,
-    pub report_html: PathBuf,
-    pub live_target: String,
-    pub live_fault_since: String,
-    /// Time to first byte of the live target before and since the fault, as a sentence.
-    pub live_shift: String,
-    pub live_incidents: Vec<(String, String)>,
-    pub lab_control: String,
-    pub timings: Vec<(String, Duration)>,
-}
 
 /// Runs the demo; the stack stays up, successful or not (`down` stops it).
 pub fn up(home_dir: &Path, args: &UpArgs) -> Result<Report> {
