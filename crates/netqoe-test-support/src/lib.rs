@@ -7,6 +7,7 @@
 //! never a silently skipped test. Lifecycle lines go straight to stderr, so they show in the
 //! test output even when libtest captures `println!`.
 
+pub mod browser;
 mod nats;
 mod postgres;
 mod process;

@@ -102,6 +102,7 @@ async fn report_html_is_one_self_contained_page_with_a_chart_per_incident() -> a
         assert!(!html.contains(external), "page holds {external}");
     }
     assert!(html.contains("shop.example:443"));
+    look_at(&path, incidents as usize)?;
 
     let out = diagnoser(&db, &["report", "--since", since])?;
     let table = String::from_utf8(out.stdout)?;
@@ -179,5 +180,41 @@ async fn evaluate_scores_incidents_against_the_truth_and_fails_below_thresholds(
     assert_eq!(scores["recall"], 0.5);
     assert_eq!(scores["precision"], 1.0);
     assert_eq!(scores["false_anomalous_minutes"], 0);
+    Ok(())
+}
+
+/// Opens the report in headless Chromium: the rendered page holds its charts, and its
+/// screenshot is a drawn page, not a blank one. `NETQOE_DIAGNOSER_TEST_SCREENSHOT` keeps the
+/// PNG for a person to look at.
+fn look_at(page: &std::path::Path, incidents: usize) -> anyhow::Result<()> {
+    use netqoe_test_support::browser;
+    let dom = browser::rendered_dom(page)?;
+    let charts = dom.matches("<svg").count();
+    assert!(charts >= incidents, "{charts} charts rendered");
+    assert!(dom.matches("<polyline").count() + dom.matches("<path").count() >= incidents);
+    let dir = tempfile::tempdir()?;
+    let png_path = std::env::var("NETQOE_DIAGNOSER_TEST_SCREENSHOT")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| dir.path().join("report.png"));
+    browser::screenshot(page, &png_path, 1366, 1600)?;
+    let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(&png_path)?));
+    let mut reader = decoder.read_info()?;
+    let mut buf = vec![0; reader.output_buffer_size()];
+    let info = reader.next_frame(&mut buf)?;
+    let px = info.color_type.samples();
+    let pixels: Vec<&[u8]> = buf[..info.buffer_size()].chunks(px).collect();
+    let background = pixels[0];
+    let drawn = pixels.iter().filter(|p| **p != background).count();
+    let colours: std::collections::HashSet<&[u8]> = pixels.iter().copied().collect();
+    assert!(
+        drawn * 20 > pixels.len(),
+        "only {drawn} of {} pixels differ from the background",
+        pixels.len()
+    );
+    assert!(
+        colours.len() > 50,
+        "{} colours: a blank or flat page",
+        colours.len()
+    );
     Ok(())
 }
