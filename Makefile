@@ -8,7 +8,7 @@ export CARGO_TERM_COLOR ?= never
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
-setup: ## install nats-server, PostgreSQL server and schemathesis when missing, then build
+setup: ## install nats-server, PostgreSQL, promtool, chromium, schemathesis and kubernetes-validate when missing, then build
 	@bash deploy/scripts/setup.sh
 	$(CARGO) build --workspace --all-targets
 
@@ -33,6 +33,7 @@ demo: ## install what is missing, build (debug), then run the whole product on a
 demo-down: ## stop exactly the processes the demo started (by pid)
 	$(CARGO) run -q -p netqoe-demo -- down
 
-clean: ## remove build output and the local demo state
+clean: ## stop the demo if it runs, then remove build output and the local demo state
+	-[ -f .netqoe/state.json ] && $(CARGO) run -q -p netqoe-demo -- down
 	$(CARGO) clean
 	rm -rf .netqoe
