@@ -2,6 +2,7 @@
 
 use std::sync::OnceLock;
 
+use anyhow::Context;
 use netqoe_common::metrics_http::PrometheusHandle;
 use netqoe_test_support::{NatsServer, PgServer};
 use serde::Serialize;
@@ -179,4 +180,16 @@ pub fn nats_server() -> anyhow::Result<NatsServer> {
 /// A PostgreSQL server for a benchmark (see [`as_on_its_own`]).
 pub fn pg_server() -> anyhow::Result<PgServer> {
     as_on_its_own(PgServer::start)
+}
+
+/// Peak resident set (VmHWM) of `pid` in MB.
+pub fn peak_rss_mb(pid: u32) -> anyhow::Result<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let kb: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next())
+        .context("VmHWM missing")?
+        .parse()?;
+    Ok(kb / 1024.0)
 }

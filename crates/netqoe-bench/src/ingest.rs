@@ -222,7 +222,7 @@ impl IngestProcess {
 
     /// Peak resident set (VmHWM) in MB.
     pub fn peak_rss_mb(&self) -> anyhow::Result<f64> {
-        crate::probe::peak_rss_mb(self.child.id())
+        crate::harness::peak_rss_mb(self.child.id())
     }
 }
 

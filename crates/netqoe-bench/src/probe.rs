@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use netqoe_test_support::free_port;
 
-use crate::harness::{report, Env};
+use crate::harness::{peak_rss_mb, report, Env};
 use crate::ingest::IngestProcess;
 
 const TARGETS: usize = 20;
@@ -132,18 +132,6 @@ async fn wait_for(ok: impl Fn() -> bool) -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     Ok(())
-}
-
-/// Peak resident set (VmHWM) of `pid` in MB.
-pub fn peak_rss_mb(pid: u32) -> anyhow::Result<f64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let kb: f64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.split_whitespace().next())
-        .context("VmHWM missing")?
-        .parse()?;
-    Ok(kb / 1024.0)
 }
 
 /// A child process stopped with SIGTERM (then reaped) when dropped.
