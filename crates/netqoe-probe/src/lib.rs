@@ -101,9 +101,17 @@ pub async fn run(
         batch_size: config.batch_size,
         batch_max_age,
     };
-    let shipper = tokio::spawn(ship::run(spool, settings, notify, shutdown.clone()));
+    let mut shipper = tokio::spawn(ship::run(spool, settings, notify, shutdown.clone()));
     shutdown.cancelled().await;
     while tasks.join_next().await.is_some() {}
-    let _ = tokio::time::timeout(Duration::from_secs(5), shipper).await;
+    // A request still in flight after 5 s is abandoned: its events stay in the spool (ingest
+    // deduplicates a resend), and no shipper outlives this run to ack into a reopened spool.
+    if tokio::time::timeout(Duration::from_secs(5), &mut shipper)
+        .await
+        .is_err()
+    {
+        shipper.abort();
+        let _ = shipper.await;
+    }
     Ok(())
 }

@@ -245,7 +245,10 @@ pub async fn run(
     // When the oldest unsent event was first seen pending.
     let mut oldest: Option<tokio::time::Instant> = None;
     while !shutdown.is_cancelled() {
-        let pending = spool.lock().unwrap().pending(ctx.limit);
+        let (pending, unshipped) = {
+            let mut s = spool.lock().unwrap();
+            (s.pending(ctx.limit), s.unshipped())
+        };
         let (seq, from, batch) = match pending {
             Ok(Some((seq, from, batch, _))) => (seq, from, batch),
             Ok(None) | Err(_) => {
@@ -262,7 +265,10 @@ pub async fn run(
             }
         };
         let since = *oldest.get_or_insert_with(tokio::time::Instant::now);
-        if !ready_to_send(batch.len(), ctx.limit, since.elapsed(), max_age) {
+        // a batch cut short by the end of its segment, with more events spooled behind it, is
+        // a backlog: it goes at once
+        let behind = unshipped > batch.len() as u64;
+        if !behind && !ready_to_send(batch.len(), ctx.limit, since.elapsed(), max_age) {
             tokio::select! {
                 _ = notify.notified() => {}
                 _ = tokio::time::sleep_until(since + max_age) => {}

@@ -403,7 +403,19 @@ impl Spool {
                 }
                 continue;
             }
-            let (records, acked) = self.read_segment(seq)?;
+            let (records, acked) = match self.read_segment(seq) {
+                Ok(r) => r,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    tracing::error!(segment = seq, "spool segment vanished from disk");
+                    self.segs.remove(&seq);
+                    if self.active_seq() == Some(seq) {
+                        self.active = None;
+                    }
+                    self.report();
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             let total = records.len();
             let batch: Vec<_> = records.into_iter().skip(acked).take(max.max(1)).collect();
             return Ok(Some((seq, acked, batch, total)));

@@ -136,7 +136,7 @@ async fn outage(kill: bool) {
         &config,
         format!(
             "ingest_url = \"http://{}/api/v1/events\"\ntoken = \"t\"\nclient_id = \"probe-outage\"\n\
-             interval = \"1s\"\ntimeout = \"2s\"\nspool_dir = \"{}\"\nspool_segment_bytes = 2048\n\n\
+             interval = \"1s\"\ntimeout = \"2s\"\nspool_dir = \"{}\"\nspool_segment_bytes = 1024\n\n\
              [[targets]]\nhost = \"127.0.0.1\"\nport = {port}\nkind = \"tcp\"\n",
             ingest.addr,
             dir.path().join("spool").display()
@@ -190,17 +190,43 @@ async fn outage(kill: bool) {
     .await;
     let stored_after = stored(&nats.url()).await.len() as u64;
     let rolled = metric(metrics, "netqoe_probe_spool_segments_rolled_total").await;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let mut pending = metric(metrics, "netqoe_probe_spool_pending_events").await;
-    while pending > 0 && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(200)).await;
+    // stop measuring (reload with an interval of an hour): the spool then drains to nothing
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text.replace("interval = \"1s\"", "interval = \"1h\""),
+    )
+    .unwrap();
+    signal(&probe, "-HUP");
+    // the reload takes effect (the last measurement spooled, the new round started), then the
+    // spool drains: nothing pending, and the stream no longer grows
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let (mut pending, mut stored_all) = (u64::MAX, 0);
+    while Instant::now() < deadline {
         pending = metric(metrics, "netqoe_probe_spool_pending_events").await;
+        let now_stored = stored(&nats.url()).await.len() as u64;
+        if pending == 0 && now_stored == stored_all {
+            break;
+        }
+        stored_all = now_stored;
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
+    let measured_all = metric(
+        metrics,
+        "netqoe_probe_measurements_total{kind=\"tcp\",outcome=\"ok\"}",
+    )
+    .await;
+    let shipped_all = metric(metrics, "netqoe_probe_events_shipped_total").await;
     terminate(&probe);
     let _ = probe.wait();
     accept.abort();
     ingest.halt().await;
 
+    eprintln!(
+        "[outage kill={kill}] measured {measured_all}, shipped {shipped_all}, stored {stored_all}, \
+         segments rolled {rolled}, pending after drain {pending}"
+    );
     let ids: HashSet<&String> = events.iter().map(|(id, _)| id).collect();
     assert_eq!(ids.len(), events.len(), "no event is stored twice");
     assert!(
@@ -209,8 +235,14 @@ async fn outage(kill: bool) {
         events.len()
     );
     assert!(rolled >= 5, "only {rolled} spool segment roll-overs");
-    assert_eq!(pending, 0, "the spool drains");
+    assert_eq!(pending, 0, "the spool drains once nothing is measured");
     if !kill {
+        // every measurement the probe counted is in the stream exactly once
+        assert_eq!(
+            (shipped_all, stored_all),
+            (measured_all, measured_all),
+            "(shipped, stored) against measured"
+        );
         // what the probe says it did matches what the stream holds
         assert!(measured >= expected_min as u64, "measured {measured}");
         assert!(
@@ -236,8 +268,12 @@ async fn outage(kill: bool) {
 
 fn terminate(child: &Child) {
     // SIGTERM for a graceful stop; the result is checked by the assertions above, not here.
+    signal(child, "-TERM");
+}
+
+fn signal(child: &Child, sig: &str) {
     let _ = Command::new("kill")
-        .arg("-TERM")
+        .arg(sig)
         .arg(child.id().to_string())
         .status();
 }
