@@ -8,8 +8,8 @@ use netqoe_model::{Label, Scope, Severity};
 use crate::baseline::{unlog, SeriesState};
 use crate::incident::Diag;
 use crate::label::{detail, label, Verdict};
-use crate::localise::{mask, Localiser};
-use crate::score::{judge_rate, judge_value, ScoreConfig};
+use crate::localise::{mask, observable, Localiser};
+use crate::score::{judge_rate, judge_value_at, window_threshold, ScoreConfig};
 use crate::series::{Kind, Metric, SeriesKey, Window};
 
 /// Settings of the judgement.
@@ -47,8 +47,18 @@ pub fn judge_series(
     cfg: &EngineConfig,
 ) -> Vec<Judged> {
     let mut out = Vec::with_capacity(windows.len());
+    // Threshold by the number of timings a window is judged on.
+    let thresholds: Vec<f64> = (0..=Metric::ALL.len())
+        .map(|n| window_threshold(cfg.score.z_threshold, n))
+        .collect();
     for w in windows {
         let mut findings = Vec::new();
+        let tests = Metric::ALL
+            .iter()
+            .filter(|m| m.kind() != Kind::Rate && w.value(**m).is_some())
+            .filter(|m| state.hists.get(m).is_some_and(|h| h.n() >= cfg.min_windows))
+            .count();
+        let z = thresholds[tests];
         for m in Metric::ALL {
             let f = match m.kind() {
                 Kind::Rate => {
@@ -72,7 +82,7 @@ pub fn judge_series(
                         continue;
                     }
                     let Some(base) = h.summary() else { continue };
-                    judge_value(m, x, &base, &cfg.score)
+                    judge_value_at(m, x, &base, &cfg.score, z)
                 }
             };
             findings.extend(f);
@@ -133,7 +143,8 @@ struct Pending {
 pub struct Collector {
     localiser: Localiser,
     pair: Option<(String, String)>,
-    pair_minutes: BTreeMap<i64, u8>,
+    /// Per minute of the current pair: labels its series can show, labels they showed.
+    pair_minutes: BTreeMap<i64, (u8, u8)>,
     pending: Vec<Pending>,
     pub windows: u64,
     pub series: u64,
@@ -151,10 +162,13 @@ impl Collector {
             self.pair = Some((key.client_id.clone(), key.target.clone()));
         }
         self.series += 1;
+        let can = observable(&key.probe_kind);
         for j in judged {
             self.windows += 1;
             let bits = j.verdict.as_ref().map(|v| mask([v.label])).unwrap_or(0);
-            *self.pair_minutes.entry(j.ts_ms).or_insert(0) |= bits;
+            let minute = self.pair_minutes.entry(j.ts_ms).or_insert((0, 0));
+            minute.0 |= can;
+            minute.1 |= bits;
             if let Some(verdict) = j.verdict {
                 self.pending.push(Pending {
                     key: key.clone(),
@@ -169,7 +183,8 @@ impl Collector {
     fn flush_pair(&mut self) {
         if let Some((c, t)) = self.pair.take() {
             let minutes = std::mem::take(&mut self.pair_minutes);
-            self.localiser.add(&c, &t, minutes);
+            self.localiser
+                .add(&c, &t, minutes.into_iter().map(|(m, (o, l))| (m, o, l)));
         }
     }
 
@@ -221,11 +236,13 @@ pub struct BaselineRow {
 /// The baselines of every metric `state` has learnt.
 pub fn baseline_rows(state: &SeriesState, cfg: &EngineConfig) -> Vec<BaselineRow> {
     let mut out = Vec::new();
+    // A window of this series is judged on about as many timings as it has baselines.
+    let z = window_threshold(cfg.score.z_threshold, state.hists.len());
     for (m, h) in &state.hists {
         let Some(s) = h.summary() else { continue };
         let (abs, rel) = m.floors();
         let usual = unlog(s.median);
-        let reach = cfg.score.z_threshold / 0.6745 * s.mad.max(cfg.score.mad_floor);
+        let reach = z / 0.6745 * s.mad.max(cfg.score.mad_floor);
         let (lo, hi) = match m.kind() {
             Kind::Throughput => (
                 unlog(s.median - reach).min(usual * (1.0 - rel)),

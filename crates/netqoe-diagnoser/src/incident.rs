@@ -6,6 +6,10 @@
 //! series measured every 5 minutes forms one incident across its empty minutes. A group
 //! becomes an incident once it holds `min_windows` distinct anomalous minutes. It stays open
 //! while the newest data processed is still within that gap of its last anomalous minute.
+//! Scope is decided per minute, and a shared fault has minutes where too few of its series
+//! showed it to say so: a pair-scope window of a label on a client (or target) that has a
+//! client (or target) incident of that label around that time belongs to that incident,
+//! rather than making one of its own.
 
 use std::collections::BTreeSet;
 
@@ -67,6 +71,41 @@ pub fn max_gap_ms(interval_ms: f64) -> i64 {
 /// is the start of the newest window processed: a group that could still be extended by a
 /// window at or after it is open.
 pub fn group(diags: &[Diag], min_windows: usize, data_end_ms: i64) -> Vec<Group> {
+    let shared: Vec<Diag> = diags
+        .iter()
+        .filter(|d| d.scope != Scope::Pair)
+        .cloned()
+        .collect();
+    let shared = group_as_stated(&shared, min_windows, data_end_ms);
+    let adopted: Vec<Diag> = diags
+        .iter()
+        .map(|d| {
+            let mut d = d.clone();
+            if d.scope == Scope::Pair {
+                if let Some(g) = shared.iter().find(|g| adopts(g, &d)) {
+                    d.scope = g.entity.1;
+                }
+            }
+            d
+        })
+        .collect();
+    group_as_stated(&adopted, min_windows, data_end_ms)
+}
+
+/// Whether the client or target incident `g` takes pair window `d` in.
+fn adopts(g: &Group, d: &Diag) -> bool {
+    let (label, scope, client, target) = &g.entity;
+    let gap = max_gap_ms(d.interval_ms);
+    let on = match scope {
+        Scope::Client => client.as_deref() == Some(d.client_id.as_str()),
+        Scope::Target => target.as_deref() == Some(d.target.as_str()),
+        Scope::Pair => false,
+    };
+    on && *label == d.label && d.ts_ms >= g.start_ms - gap && d.ts_ms < g.end_ms + gap
+}
+
+/// Groups `diags` by the scope each one states.
+fn group_as_stated(diags: &[Diag], min_windows: usize, data_end_ms: i64) -> Vec<Group> {
     let mut sorted: Vec<&Diag> = diags.iter().collect();
     sorted.sort_by(|a, b| a.entity().cmp(&b.entity()).then(a.ts_ms.cmp(&b.ts_ms)));
     let mut out = Vec::new();
@@ -335,6 +374,40 @@ mod tests {
         );
         // Long after its last minute it is closed.
         assert!(!group(&diags, 3, 30 * MIN)[0].open);
+    }
+
+    #[test]
+    fn pair_minutes_of_a_client_incident_belong_to_it() {
+        let mut diags = Vec::new();
+        for m in 0..10 {
+            for t in ["https://a/", "https://b/", "https://c/"] {
+                let mut d = diag("c1", m, 1.0);
+                d.target = t.into();
+                // Minutes 4 to 6: only some targets showed it, so those minutes said pair.
+                d.scope = if (4..7).contains(&m) {
+                    Scope::Pair
+                } else {
+                    Scope::Client
+                };
+                diags.push(d);
+            }
+        }
+        // A pair fault elsewhere, and one on another client, stay pairs.
+        diags.extend((20..25).map(|m| diag("c1", m, 1.0)));
+        diags.extend((0..5).map(|m| diag("c2", m, 1.0)));
+        let got: Vec<(Scope, Option<String>, i64, i64)> = group(&diags, 3, 100 * MIN)
+            .into_iter()
+            .map(|g| (g.entity.1, g.entity.2, g.start_ms / MIN, g.end_ms / MIN))
+            .collect();
+        let c = |s: &str| Some(s.to_string());
+        assert_eq!(
+            got,
+            vec![
+                (Scope::Client, c("c1"), 0, 10),
+                (Scope::Pair, c("c1"), 20, 25),
+                (Scope::Pair, c("c2"), 0, 5),
+            ]
+        );
     }
 
     #[test]

@@ -5,10 +5,15 @@
 //! `client` when the client is anomalous with the same label on at least half and at least
 //! three of the targets it reported that minute; else `pair`. A client counts once per target
 //! whatever number of series (kinds, families) it has there, anomalous when any of them is.
+//! Only measurements that can show the label count as reporting it: a client's pings report
+//! loss, its HTTP series every stage but loss (see [`observable`]), so a client losing packets
+//! to the three hosts it pings is a client fault whatever number of URLs it also fetches.
 
 use std::collections::HashMap;
 
 use netqoe_model::{Label, Scope};
+
+use crate::series::Metric;
 
 /// Fewest anomalous clients (or targets) for a target (or client) scope.
 pub const MIN_SHARED: u32 = 3;
@@ -22,25 +27,43 @@ pub fn mask(labels: impl IntoIterator<Item = Label>) -> u8 {
     labels.into_iter().fold(0, |m, l| m | 1 << index(l))
 }
 
+/// The labels a series of `probe_kind` can show: pings loss, dns probes dns, tcp probes
+/// connect, HTTP (and anything else) every stage but loss.
+pub fn observable(probe_kind: &str) -> u8 {
+    match probe_kind {
+        "ping" => mask([Label::Loss]),
+        "dns" => mask([Label::Dns]),
+        "tcp" => mask([Label::Connect]),
+        _ => mask(
+            Metric::ALL
+                .iter()
+                .map(|m| m.label())
+                .filter(|l| *l != Label::Loss),
+        ),
+    }
+}
+
 #[derive(Debug, Clone, Copy, Default)]
 struct Counts {
-    reporting: u32,
+    reporting: [u32; 7],
     anomalous: [u32; 7],
 }
 
 impl Counts {
-    fn add(&mut self, labels: u8) {
-        self.reporting += 1;
-        for (i, n) in self.anomalous.iter_mut().enumerate() {
+    fn add(&mut self, observable: u8, labels: u8) {
+        for i in 0..7 {
+            if (observable | labels) & (1 << i) != 0 {
+                self.reporting[i] += 1;
+            }
             if labels & (1 << i) != 0 {
-                *n += 1;
+                self.anomalous[i] += 1;
             }
         }
     }
 
     fn shared(&self, l: Label) -> bool {
         let n = self.anomalous[index(l)];
-        n >= MIN_SHARED && 2 * n >= self.reporting
+        n >= MIN_SHARED && 2 * n >= self.reporting[index(l)]
     }
 }
 
@@ -63,19 +86,26 @@ fn intern(ids: &mut HashMap<String, u32>, s: &str) -> u32 {
 }
 
 impl Localiser {
-    /// Records that `client` reported `target` in each of `minutes` (window start, labels it
-    /// was anomalous with there, 0 when healthy). Call once per (client, target) and minute.
+    /// Records that `client` reported `target` in each of `minutes` (window start, labels its
+    /// series there can show, labels it was anomalous with, 0 when healthy). Call once per
+    /// (client, target) and minute.
     pub fn add(
         &mut self,
         client: &str,
         target: &str,
-        minutes: impl IntoIterator<Item = (i64, u8)>,
+        minutes: impl IntoIterator<Item = (i64, u8, u8)>,
     ) {
         let c = intern(&mut self.client_ids, client);
         let t = intern(&mut self.target_ids, target);
-        for (minute, labels) in minutes {
-            self.targets.entry((t, minute)).or_default().add(labels);
-            self.clients.entry((c, minute)).or_default().add(labels);
+        for (minute, observable, labels) in minutes {
+            self.targets
+                .entry((t, minute))
+                .or_default()
+                .add(observable, labels);
+            self.clients
+                .entry((c, minute))
+                .or_default()
+                .add(observable, labels);
         }
     }
 
@@ -96,12 +126,12 @@ impl Localiser {
         let on_target = format!(
             "{} of {} clients reporting this target",
             tc.anomalous[index(label)],
-            tc.reporting
+            tc.reporting[index(label)]
         );
         let of_client = format!(
             "{} of {} targets this client reported",
             cc.anomalous[index(label)],
-            cc.reporting
+            cc.reporting[index(label)]
         );
         if tc.shared(label) {
             (Scope::Target, on_target)
@@ -123,7 +153,7 @@ mod tests {
         let mut l = Localiser::default();
         for (c, t, bad) in obs {
             let m = if *bad { mask([label]) } else { 0 };
-            l.add(c, t, [(0, m)]);
+            l.add(c, t, [(0, observable("http"), m)]);
         }
         l
     }
@@ -178,6 +208,19 @@ mod tests {
         assert_eq!(evidence, "3 of 4 targets this client reported");
         // A different label does not count.
         assert_eq!(l.scope("c1", "A", 0, Label::Dns).0, Scope::Pair);
+        // Loss on the three hosts a client pings is the client's, whatever it fetches too.
+        let mut l = Localiser::default();
+        let loss = mask([Label::Loss]);
+        for t in ["a:443", "b:443", "c:443"] {
+            l.add("c1", t, [(0, observable("ping"), loss)]);
+            l.add("c2", t, [(0, observable("ping"), 0)]);
+        }
+        for t in ["https://a/", "https://b/", "https://c/", "https://d/"] {
+            l.add("c1", t, [(0, observable("http"), 0)]);
+        }
+        let (scope, evidence) = l.scope("c1", "a:443", 0, Label::Loss);
+        assert_eq!(scope, Scope::Client);
+        assert_eq!(evidence, "3 of 3 targets this client reported");
     }
 
     proptest! {
@@ -185,10 +228,10 @@ mod tests {
         fn target_scope_needs_three_and_half(n_bad in 0u32..10, n_ok in 0u32..10) {
             let mut l = Localiser::default();
             for i in 0..n_bad {
-                l.add(&format!("bad{i}"), "T", [(60_000, mask([Label::Tls]))]);
+                l.add(&format!("bad{i}"), "T", [(60_000, observable("http"), mask([Label::Tls]))]);
             }
             for i in 0..n_ok {
-                l.add(&format!("ok{i}"), "T", [(60_000, 0)]);
+                l.add(&format!("ok{i}"), "T", [(60_000, observable("http"), 0)]);
             }
             if n_bad > 0 {
                 let (scope, _) = l.scope("bad0", "T", 60_000, Label::Tls);

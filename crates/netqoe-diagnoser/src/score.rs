@@ -1,7 +1,8 @@
 //! Whether one metric of one window is anomalous against its baseline (pure, no IO).
 //!
 //! Timings and throughput: the modified z-score `0.6745 (ln(1+x) − median) / MAD` on a log
-//! scale must pass the threshold (default 3.5) **and** the change must pass the metric's
+//! scale must pass the threshold (default 3.5, raised for a window judged on several timings,
+//! see [`window_threshold`]) **and** the change must pass the metric's
 //! absolute and relative floors (e.g. +20 ms and +20 % for a connect time, −30 % for
 //! throughput); the MAD is never taken below `mad_floor` (default 0.03, i.e. ~3 %), so a flat
 //! series does not fire on a 0.1 ms rise. Rates: the window's failures, pooled with the series'
@@ -48,8 +49,58 @@ pub struct Finding {
     pub trials: f64,
 }
 
-/// Judges a timing or throughput value against its log-scale baseline.
+/// P(Z > z) for a standard normal Z (erfc after W. J. Cody's rational approximations, as in
+/// Numerical Recipes' `erfcc`: relative error below 1.2e-7).
+pub fn normal_tail(z: f64) -> f64 {
+    let x = z / std::f64::consts::SQRT_2;
+    let t = 1.0 / (1.0 + 0.5 * x.abs());
+    let poly = -x * x - 1.265_512_23
+        + t * (1.000_023_68
+            + t * (0.374_091_96
+                + t * (0.096_784_18
+                    + t * (-0.186_288_06
+                        + t * (0.278_868_07
+                            + t * (-1.135_203_98
+                                + t * (1.488_515_87 + t * (-0.822_152_23 + t * 0.170_872_77))))))));
+    let erfc = t * poly.exp();
+    0.5 * if x >= 0.0 { erfc } else { 2.0 - erfc }
+}
+
+/// The z threshold for each of `tests` timings judged in one window, so that a healthy window
+/// is as likely to get a finding as with a single test at `z` (Bonferroni): P(Z > z') =
+/// P(Z > z) / tests. An HTTP window is judged on up to 12 timings; at 3.5 each, about 3 in
+/// 1000 healthy windows would fire by chance alone, at the raised 4.1 one in 4000.
+pub fn window_threshold(z: f64, tests: usize) -> f64 {
+    if tests <= 1 {
+        return z;
+    }
+    let want = normal_tail(z) / tests as f64;
+    let (mut lo, mut hi) = (z, z + 10.0);
+    for _ in 0..60 {
+        let mid = 0.5 * (lo + hi);
+        if normal_tail(mid) > want {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    hi
+}
+
+/// Judges a timing or throughput value against its log-scale baseline (threshold
+/// `cfg.z_threshold`).
 pub fn judge_value(m: Metric, x: f64, base: &LogSummary, cfg: &ScoreConfig) -> Option<Finding> {
+    judge_value_at(m, x, base, cfg, cfg.z_threshold)
+}
+
+/// [`judge_value`] with the z threshold `z_threshold` (see [`window_threshold`]).
+pub fn judge_value_at(
+    m: Metric,
+    x: f64,
+    base: &LogSummary,
+    cfg: &ScoreConfig,
+    z_threshold: f64,
+) -> Option<Finding> {
     let (abs_floor, rel_floor) = m.floors();
     let xl = (1.0 + x.max(0.0)).ln();
     let mad = base.mad.max(cfg.mad_floor);
@@ -88,7 +139,7 @@ pub fn judge_value(m: Metric, x: f64, base: &LogSummary, cfg: &ScoreConfig) -> O
         }
         Kind::Rate => return None,
     };
-    (z > cfg.z_threshold).then_some(Finding {
+    (z > z_threshold).then_some(Finding {
         metric: m,
         observed: x,
         baseline: usual,
@@ -259,6 +310,20 @@ mod tests {
         for (w, pooled, p0, fires) in cases {
             let got = judge_rate(Metric::ConnectFailures, *w, *pooled, *p0, &cfg);
             assert_eq!(got.is_some(), *fires, "{w:?} {pooled:?} {p0}");
+        }
+    }
+
+    #[test]
+    fn the_threshold_rises_with_the_tests_of_a_window() {
+        assert!((normal_tail(0.0) - 0.5).abs() < 1e-7);
+        assert!((normal_tail(3.5) - 2.326e-4).abs() < 1e-7);
+        assert!((normal_tail(-1.0) - 0.841_345).abs() < 1e-6);
+        assert_eq!(window_threshold(3.5, 1), 3.5);
+        // (tests, expected threshold)
+        for (tests, want) in [(2, 3.68), (3, 3.78), (12, 4.11)] {
+            let got = window_threshold(3.5, tests);
+            assert!((got - want).abs() < 0.01, "{tests} tests: {got}");
+            assert!((normal_tail(got) * tests as f64 - normal_tail(3.5)).abs() < 1e-8);
         }
     }
 
