@@ -11,7 +11,8 @@ pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(30);
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default spool directory.
 pub const DEFAULT_SPOOL_DIR: &str = "/var/lib/netqoe/spool";
-/// Default most events per request: fits ingest's default per-token burst (400) with room.
+/// Default most events per request: well inside ingest's default per-token burst and one
+/// second of its default rate (200 events/s).
 pub const DEFAULT_BATCH_SIZE: usize = 200;
 /// Largest `batch_size`: ingest's default `--max-batch`.
 pub const MAX_BATCH_SIZE: usize = 1000;
