@@ -63,7 +63,7 @@ fn client_id_with_an_empty_part_is_rejected() {
         ))
         .unwrap_err();
         assert!(
-            e.0.contains("`client_id`") && e.0.contains("empty dot-separated part"),
+            e.0.contains("`client_id`") && e.0.contains("dot-separated part"),
             "{e}"
         );
     }
