@@ -18,7 +18,6 @@ pub mod score;
 pub mod series;
 pub mod store;
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -125,11 +124,24 @@ async fn publish_gauges(pool: &PgPool, o: &Outcome) -> Result<(), Error> {
     Ok(())
 }
 
+/// Series judged together: their learnt states are read in one statement and written in one.
+const BATCH_SERIES: usize = 1000;
+/// Windows held before a batch is judged, whatever its number of series.
+const BATCH_WINDOWS: usize = 50_000;
+
 /// One pass: judges the windows newer than the watermark (plus windows rewritten by late
 /// events within the lookback), or the configured range, and writes everything in one
 /// transaction. A pass with nothing new writes nothing.
+///
+/// Windows stream in series order; the series are judged in batches, each reading the learnt
+/// state of its series and writing it back (within the pass's transaction) before the next
+/// batch is read, so memory holds one batch, the localisation counts per entity and minute,
+/// and the anomalous windows, never the range's windows or every series' state.
 pub async fn run_once(settings: &Settings, pool: &PgPool) -> Result<Outcome, Error> {
     let run_at = store::db_now(pool).await?;
+    let mut tx = pool.begin().await?;
+    // First: an overlapping pass waits here, then starts from what the one before it stored.
+    store::lock(&mut tx).await?;
     let previous = store::watermark(pool).await?;
     let (from, until, advance) = match (settings.range, previous) {
         (Some((f, u)), _) => (f, u, false),
@@ -141,9 +153,8 @@ pub async fn run_once(settings: &Settings, pool: &PgPool) -> Result<Outcome, Err
             (changed.map_or(next, |c| c.min(next)), FAR_FUTURE_MS, true)
         }
     };
-    let mut states = store::load_states(pool, from, until).await?;
     let mut collector = Collector::default();
-    let mut touched: Vec<SeriesKey> = Vec::new();
+    let mut batch = Batch::default();
     let mut data_end: Option<i64> = None;
     {
         let mut rows = store::windows(pool, from, until);
@@ -154,16 +165,20 @@ pub async fn run_once(settings: &Settings, pool: &PgPool) -> Result<Outcome, Err
             match &mut current {
                 Some((k, ws)) if *k == key => ws.push(w),
                 _ => {
-                    if let Some((k, ws)) = current.take() {
-                        judge(settings, &mut states, &mut collector, &mut touched, k, &ws);
+                    if let Some(done) = current.take() {
+                        batch.push(done);
+                        if batch.is_full() {
+                            batch.judge(settings, pool, &mut tx, &mut collector).await?;
+                        }
                     }
                     current = Some((key, vec![w]));
                 }
             }
         }
-        if let Some((k, ws)) = current.take() {
-            judge(settings, &mut states, &mut collector, &mut touched, k, &ws);
+        if let Some(done) = current.take() {
+            batch.push(done);
         }
+        batch.judge(settings, pool, &mut tx, &mut collector).await?;
     }
     let prev_wm = previous.map(|p| p.0);
     let Some(data_end) = data_end else {
@@ -182,18 +197,7 @@ pub async fn run_once(settings: &Settings, pool: &PgPool) -> Result<Outcome, Err
     // The range actually replaced: a first or incremental run owns everything from `from` on.
     let replace_until = if advance { watermark + 60_000 } else { until };
 
-    let mut tx = pool.begin().await?;
-    store::lock(&mut tx).await?;
     store::replace_diagnoses(&mut tx, from, replace_until, &diagnoses).await?;
-    let saved: Vec<(&SeriesKey, &SeriesState, _)> = touched
-        .iter()
-        .filter_map(|k| {
-            states
-                .get(k)
-                .map(|s| (k, s, baseline_rows(s, &settings.engine)))
-        })
-        .collect();
-    store::save_states(&mut tx, &saved).await?;
     let cut = from.saturating_sub(MAX_GAP_MS);
     let stored = store::active_incidents(&mut tx, cut).await?;
     let reach = stored.iter().map(|s| s.start_ms).fold(cut, i64::min);
@@ -220,16 +224,47 @@ pub async fn run_once(settings: &Settings, pool: &PgPool) -> Result<Outcome, Err
     })
 }
 
-fn judge(
-    settings: &Settings,
-    states: &mut HashMap<SeriesKey, SeriesState>,
-    collector: &mut Collector,
-    touched: &mut Vec<SeriesKey>,
-    key: SeriesKey,
-    windows: &[Window],
-) {
-    let state = states.entry(key.clone()).or_default();
-    let judged = judge_series(state, windows, &settings.engine);
-    collector.push(&key, state.interval_ms(), judged);
-    touched.push(key);
+/// Series read but not judged yet, in series order.
+#[derive(Default)]
+struct Batch {
+    series: Vec<(SeriesKey, Vec<Window>)>,
+    windows: usize,
+}
+
+impl Batch {
+    fn push(&mut self, series: (SeriesKey, Vec<Window>)) {
+        self.windows += series.1.len();
+        self.series.push(series);
+    }
+
+    fn is_full(&self) -> bool {
+        self.series.len() >= BATCH_SERIES || self.windows >= BATCH_WINDOWS
+    }
+
+    /// Judges the batch's series against their stored states (new series start empty) and
+    /// writes the states and baselines back within `tx`; the batch is empty afterwards.
+    async fn judge(
+        &mut self,
+        settings: &Settings,
+        pool: &PgPool,
+        tx: &mut sqlx::PgConnection,
+        collector: &mut Collector,
+    ) -> Result<(), Error> {
+        if self.series.is_empty() {
+            return Ok(());
+        }
+        let keys: Vec<&SeriesKey> = self.series.iter().map(|s| &s.0).collect();
+        let mut states = store::load_states(pool, &keys).await?;
+        let mut judged: Vec<(SeriesKey, SeriesState, _)> = Vec::with_capacity(self.series.len());
+        for (key, windows) in self.series.drain(..) {
+            let mut state = states.remove(&key).unwrap_or_default();
+            let verdicts = judge_series(&mut state, &windows, &settings.engine);
+            collector.push(&key, state.interval_ms(), verdicts);
+            let rows = baseline_rows(&state, &settings.engine);
+            judged.push((key, state, rows));
+        }
+        self.windows = 0;
+        store::save_states(tx, &judged).await?;
+        Ok(())
+    }
 }

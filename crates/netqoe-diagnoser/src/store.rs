@@ -1,7 +1,8 @@
 //! Every SQL statement of the diagnoser: reading windows and learnt state, writing diagnoses,
 //! labels, baselines, incidents and the watermark. Batches go through UNNEST arrays, keys sorted.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::LazyLock;
 
 use chrono::{DateTime, Utc};
 use futures::stream::{BoxStream, StreamExt};
@@ -64,20 +65,20 @@ pub async fn earliest_changed(
     Ok(t.map(ms))
 }
 
-/// Learnt state of every series with a window in `[from_ms, until_ms)`.
+/// Learnt state of the series `keys` that have one.
 pub async fn load_states(
     pool: &PgPool,
-    from_ms: i64,
-    until_ms: i64,
+    keys: &[&SeriesKey],
 ) -> Result<HashMap<SeriesKey, SeriesState>, Error> {
     let rows = sqlx::query(
         "SELECT s.client_id, s.target, s.probe_kind, s.ip_version, s.state FROM diagnoser_series s \
-         WHERE EXISTS (SELECT 1 FROM agg_1m a WHERE a.client_id = s.client_id AND a.target = s.target \
-           AND a.probe_kind = s.probe_kind AND a.ip_version = s.ip_version \
-           AND a.window_start_ts >= $1 AND a.window_start_ts < $2)",
+         JOIN UNNEST($1::text[], $2::text[], $3::text[], $4::int2[]) AS k(client_id, target, probe_kind, ip_version) \
+           USING (client_id, target, probe_kind, ip_version)",
     )
-    .bind(ts(from_ms))
-    .bind(ts(until_ms))
+    .bind(keys.iter().map(|k| k.client_id.as_str()).collect::<Vec<_>>())
+    .bind(keys.iter().map(|k| k.target.as_str()).collect::<Vec<_>>())
+    .bind(keys.iter().map(|k| k.probe_kind.as_str()).collect::<Vec<_>>())
+    .bind(keys.iter().map(|k| k.ip_version).collect::<Vec<_>>())
     .fetch_all(pool)
     .await?;
     let mut out = HashMap::with_capacity(rows.len());
@@ -88,11 +89,23 @@ pub async fn load_states(
             probe_kind: r.get(2),
             ip_version: r.get(3),
         };
-        let bytes: Vec<u8> = r.get(4);
-        out.insert(key, SeriesState::decode(&bytes)?);
+        let bytes: &[u8] = r.get(4);
+        out.insert(key, SeriesState::decode(bytes)?);
     }
     Ok(out)
 }
+
+/// The expressions over `agg_1m` a run reads, in the order [`windows`] decodes them (also the
+/// benchmark's reference read).
+pub const WINDOW_COLUMNS: &str = "client_id, target, probe_kind, ip_version, \
+    (extract(epoch FROM window_start_ts) * 1000)::bigint, count_total, \
+    dns_error_count, tcp_error_count, tls_error_count, \
+    http_error_count + throughput_error_count + timeout_error_count, \
+    dns_p50, dns_p95, tcp_p50, tcp_p95, tls_p50, tls_p95, ttfb_p50, ttfb_p95, \
+    total_p50, total_p95, throughput_p50, ping_sent, ping_received, jitter_p50";
+
+/// The order a run reads windows in: one series after the other, each in time order.
+pub const WINDOW_ORDER: &str = "client_id, target, probe_kind, ip_version, window_start_ts";
 
 /// Windows of `[from_ms, until_ms)` in series order, then time: one series after the other.
 pub fn windows(
@@ -100,52 +113,49 @@ pub fn windows(
     from_ms: i64,
     until_ms: i64,
 ) -> BoxStream<'_, Result<(SeriesKey, Window), Error>> {
-    sqlx::query(
-        "SELECT client_id, target, probe_kind, ip_version, \
-           (extract(epoch FROM window_start_ts) * 1000)::bigint, count_total, \
-           dns_error_count, tcp_error_count, tls_error_count, \
-           http_error_count + throughput_error_count + timeout_error_count, \
-           dns_p50, dns_p95, tcp_p50, tcp_p95, tls_p50, tls_p95, ttfb_p50, ttfb_p95, \
-           total_p50, total_p95, throughput_p50, ping_sent, ping_received, jitter_p50 \
-         FROM agg_1m WHERE window_start_ts >= $1 AND window_start_ts < $2 \
-         ORDER BY client_id, target, probe_kind, ip_version, window_start_ts",
-    )
-    .bind(ts(from_ms))
-    .bind(ts(until_ms))
-    .fetch(pool)
-    .map(|r| {
-        let r = r?;
-        let key = SeriesKey {
-            client_id: r.get(0),
-            target: r.get(1),
-            probe_kind: r.get(2),
-            ip_version: r.get(3),
-        };
-        let w = Window {
-            ts_ms: r.get(4),
-            count_total: r.get(5),
-            dns_errors: r.get(6),
-            tcp_errors: r.get(7),
-            tls_errors: r.get(8),
-            other_errors: r.get(9),
-            dns_p50: r.get(10),
-            dns_p95: r.get(11),
-            tcp_p50: r.get(12),
-            tcp_p95: r.get(13),
-            tls_p50: r.get(14),
-            tls_p95: r.get(15),
-            ttfb_p50: r.get(16),
-            ttfb_p95: r.get(17),
-            total_p50: r.get(18),
-            total_p95: r.get(19),
-            throughput_p50: r.get(20),
-            ping_sent: r.get(21),
-            ping_received: r.get(22),
-            jitter_p50: r.get(23),
-        };
-        Ok((key, w))
-    })
-    .boxed()
+    static SQL: LazyLock<String> = LazyLock::new(|| {
+        format!(
+            "SELECT {WINDOW_COLUMNS} FROM agg_1m WHERE window_start_ts >= $1 AND window_start_ts < $2 \
+             ORDER BY {WINDOW_ORDER}"
+        )
+    });
+    sqlx::query(SQL.as_str())
+        .bind(ts(from_ms))
+        .bind(ts(until_ms))
+        .fetch(pool)
+        .map(|r| {
+            let r = r?;
+            let key = SeriesKey {
+                client_id: r.get(0),
+                target: r.get(1),
+                probe_kind: r.get(2),
+                ip_version: r.get(3),
+            };
+            let w = Window {
+                ts_ms: r.get(4),
+                count_total: r.get(5),
+                dns_errors: r.get(6),
+                tcp_errors: r.get(7),
+                tls_errors: r.get(8),
+                other_errors: r.get(9),
+                dns_p50: r.get(10),
+                dns_p95: r.get(11),
+                tcp_p50: r.get(12),
+                tcp_p95: r.get(13),
+                tls_p50: r.get(14),
+                tls_p95: r.get(15),
+                ttfb_p50: r.get(16),
+                ttfb_p95: r.get(17),
+                total_p50: r.get(18),
+                total_p95: r.get(19),
+                throughput_p50: r.get(20),
+                ping_sent: r.get(21),
+                ping_received: r.get(22),
+                jitter_p50: r.get(23),
+            };
+            Ok((key, w))
+        })
+        .boxed()
 }
 
 /// Serialises writers: two runs never reconcile incidents at the same time.
@@ -159,17 +169,24 @@ pub async fn lock(conn: &mut PgConnection) -> Result<(), Error> {
 
 /// Replaces the diagnoses of `[from_ms, until_ms)` with `diags` and sets `agg_1m.diagnosis_label`
 /// of the range to match (the main label of anomalous windows, NULL elsewhere).
+///
+/// A window has a label exactly when it has a diagnosis, so the labels that can change are
+/// those of the diagnoses replaced and of the new ones: they are updated by key, and the
+/// range's other windows are never read.
 pub async fn replace_diagnoses(
     conn: &mut PgConnection,
     from_ms: i64,
     until_ms: i64,
     diags: &[Diagnosis],
 ) -> Result<(), Error> {
-    sqlx::query("DELETE FROM diagnoses WHERE window_start_ts >= $1 AND window_start_ts < $2")
-        .bind(ts(from_ms))
-        .bind(ts(until_ms))
-        .execute(&mut *conn)
-        .await?;
+    let replaced: Vec<(String, String, String, i16, DateTime<Utc>)> = sqlx::query_as(
+        "DELETE FROM diagnoses WHERE window_start_ts >= $1 AND window_start_ts < $2 \
+         RETURNING client_id, target, probe_kind, ip_version, window_start_ts",
+    )
+    .bind(ts(from_ms))
+    .bind(ts(until_ms))
+    .fetch_all(&mut *conn)
+    .await?;
     let mut sorted: Vec<&Diagnosis> = diags.iter().collect();
     sorted.sort_by(|a, b| a.key.cmp(&b.key).then(a.ts_ms.cmp(&b.ts_ms)));
     for chunk in sorted.chunks(CHUNK) {
@@ -197,39 +214,46 @@ pub async fn replace_diagnoses(
         .execute(&mut *conn)
         .await?;
     }
+    // The label each affected window should have: its new diagnosis', or none.
+    let mut labels: BTreeMap<(SeriesKey, i64), Option<&str>> = replaced
+        .into_iter()
+        .map(|(c, t, k, v, at)| ((SeriesKey::new(&c, &t, &k, v), ms(at)), None))
+        .collect();
+    for d in &sorted {
+        labels.insert((d.key.clone(), d.ts_ms), Some(d.label.as_str()));
+    }
     // Rows locked in key order, as the aggregator's upserts lock them, so the two never
     // deadlock; only rows whose label changes are written (a HOT update: no index touched).
-    sqlx::query(
-        "WITH want AS (SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::int2[], \
-            $5::timestamptz[], $6::text[]) AS w(client_id, target, probe_kind, ip_version, ts, label)), \
-         cur AS (SELECT a.client_id, a.target, a.probe_kind, a.ip_version, a.window_start_ts, w.label \
-            FROM agg_1m a LEFT JOIN want w ON w.client_id = a.client_id AND w.target = a.target \
-              AND w.probe_kind = a.probe_kind AND w.ip_version = a.ip_version AND w.ts = a.window_start_ts \
-            WHERE a.window_start_ts >= $7 AND a.window_start_ts < $8 \
-              AND a.diagnosis_label IS DISTINCT FROM w.label \
-            ORDER BY a.client_id, a.target, a.probe_kind, a.ip_version, a.window_start_ts \
-            FOR UPDATE OF a) \
-         UPDATE agg_1m a SET diagnosis_label = cur.label FROM cur \
-         WHERE a.client_id = cur.client_id AND a.target = cur.target AND a.probe_kind = cur.probe_kind \
-           AND a.ip_version = cur.ip_version AND a.window_start_ts = cur.window_start_ts",
-    )
-    .bind(sorted.iter().map(|d| d.key.client_id.as_str()).collect::<Vec<_>>())
-    .bind(sorted.iter().map(|d| d.key.target.as_str()).collect::<Vec<_>>())
-    .bind(sorted.iter().map(|d| d.key.probe_kind.as_str()).collect::<Vec<_>>())
-    .bind(sorted.iter().map(|d| d.key.ip_version).collect::<Vec<_>>())
-    .bind(sorted.iter().map(|d| ts(d.ts_ms)).collect::<Vec<_>>())
-    .bind(sorted.iter().map(|d| d.label.as_str()).collect::<Vec<_>>())
-    .bind(ts(from_ms))
-    .bind(ts(until_ms))
-    .execute(&mut *conn)
-    .await?;
+    for chunk in labels.iter().collect::<Vec<_>>().chunks(CHUNK) {
+        sqlx::query(
+            "WITH want AS (SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::int2[], \
+                $5::timestamptz[], $6::text[]) AS w(client_id, target, probe_kind, ip_version, ts, label)), \
+             cur AS (SELECT a.client_id, a.target, a.probe_kind, a.ip_version, a.window_start_ts, w.label \
+                FROM want w JOIN agg_1m a ON a.client_id = w.client_id AND a.target = w.target \
+                  AND a.probe_kind = w.probe_kind AND a.ip_version = w.ip_version AND a.window_start_ts = w.ts \
+                WHERE a.diagnosis_label IS DISTINCT FROM w.label \
+                ORDER BY a.client_id, a.target, a.probe_kind, a.ip_version, a.window_start_ts \
+                FOR UPDATE OF a) \
+             UPDATE agg_1m a SET diagnosis_label = cur.label FROM cur \
+             WHERE a.client_id = cur.client_id AND a.target = cur.target AND a.probe_kind = cur.probe_kind \
+               AND a.ip_version = cur.ip_version AND a.window_start_ts = cur.window_start_ts",
+        )
+        .bind(chunk.iter().map(|((k, _), _)| k.client_id.as_str()).collect::<Vec<_>>())
+        .bind(chunk.iter().map(|((k, _), _)| k.target.as_str()).collect::<Vec<_>>())
+        .bind(chunk.iter().map(|((k, _), _)| k.probe_kind.as_str()).collect::<Vec<_>>())
+        .bind(chunk.iter().map(|((k, _), _)| k.ip_version).collect::<Vec<_>>())
+        .bind(chunk.iter().map(|((_, at), _)| ts(*at)).collect::<Vec<_>>())
+        .bind(chunk.iter().map(|(_, l)| **l).collect::<Vec<_>>())
+        .execute(&mut *conn)
+        .await?;
+    }
     Ok(())
 }
 
 /// Stores the learnt state and the baselines of each series in `states`.
 pub async fn save_states(
     conn: &mut PgConnection,
-    states: &[(&SeriesKey, &SeriesState, Vec<BaselineRow>)],
+    states: &[(SeriesKey, SeriesState, Vec<BaselineRow>)],
 ) -> Result<(), Error> {
     for chunk in states.chunks(CHUNK) {
         sqlx::query(
@@ -255,7 +279,7 @@ pub async fn save_states(
     }
     let rows: Vec<(&SeriesKey, &SeriesState, &BaselineRow)> = states
         .iter()
-        .flat_map(|(k, s, rows)| rows.iter().map(move |r| (*k, *s, r)))
+        .flat_map(|(k, s, rows)| rows.iter().map(move |r| (k, s, r)))
         .collect();
     for chunk in rows.chunks(CHUNK) {
         sqlx::query(
