@@ -112,7 +112,10 @@ fn keep_for_inspection(p: &Pipeline, seed: u64, truth: &Path) {
     let _ = std::fs::copy(truth, dir.join(format!("truth-{seed}.json")));
     let dump = Command::new("pg_dump")
         .args(["--data-only", "--table=agg_1m", "--dbname", &p.db_url])
-        .arg(format!("--file={}", dir.join(format!("agg-{seed}.sql")).display()))
+        .arg(format!(
+            "--file={}",
+            dir.join(format!("agg-{seed}.sql")).display()
+        ))
         .status();
     eprintln!("kept seed {seed} in {}: {dump:?}", dir.display());
 }
