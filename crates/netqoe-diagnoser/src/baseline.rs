@@ -8,6 +8,12 @@
 //! the last two windows, so a single-event window can be judged together with its
 //! neighbours. The whole state of a series is a few kilobytes, stored as one row: a run reads
 //! the new windows and these rows, never the history.
+//!
+//! Hour of day: each timing also keeps, per UTC hour, the decayed mean of its healthy windows'
+//! distance from the all-day median (log units). Once the series has [`PROFILE_HISTORY_MS`]
+//! (7 days) of history and an hour has [`PROFILE_MIN_WINDOWS`] (decayed) windows, a window is judged
+//! against the all-day median moved by its hour's offset, so a daily peak is not an anomaly
+//! and a rise at a quiet hour is judged against that hour.
 
 use std::collections::{BTreeMap, VecDeque};
 
@@ -17,8 +23,12 @@ use crate::series::{Kind, Metric, Trials, Window};
 
 /// Width of a histogram bin in `ln(1 + x)`.
 pub const BIN: f64 = 0.01;
-/// Format byte in front of a stored state.
-const FORMAT: u8 = 1;
+/// Format byte in front of a stored state (1: before the hour-of-day profile).
+const FORMAT: u8 = 2;
+/// History a series needs before its hour-of-day profile is used.
+pub const PROFILE_HISTORY_MS: i64 = 7 * 86_400_000;
+/// Windows (decayed) an hour of the profile needs before it is used.
+pub const PROFILE_MIN_WINDOWS: f64 = 20.0;
 /// Rate windows remembered for pooling.
 const RECENT: usize = 2;
 /// Shortest and longest measurement interval assumed for a series.
@@ -122,6 +132,46 @@ fn weighted_median(sorted: impl Iterator<Item = (f64, f64)>, total: f64) -> f64 
     last
 }
 
+/// Per UTC hour, the decayed mean distance of healthy windows from the all-day median
+/// (single precision: 200 bytes a metric).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct HourProfile {
+    /// Decayed sums of distances and of weights (windows), per hour.
+    sum: Vec<f32>,
+    weight: Vec<f32>,
+    last_ms: i64,
+}
+
+/// The UTC hour of `ts_ms`.
+pub fn hour_of(ts_ms: i64) -> usize {
+    (ts_ms.rem_euclid(86_400_000) / 3_600_000) as usize
+}
+
+impl HourProfile {
+    fn add(&mut self, ts_ms: i64, distance: f64, half_life_ms: f64) {
+        if self.sum.is_empty() {
+            self.sum = vec![0.0; 24];
+            self.weight = vec![0.0; 24];
+        }
+        if ts_ms > self.last_ms && self.last_ms > 0 {
+            let f = (-((ts_ms - self.last_ms) as f64) / half_life_ms).exp2() as f32;
+            self.sum.iter_mut().for_each(|x| *x *= f);
+            self.weight.iter_mut().for_each(|x| *x *= f);
+        }
+        self.last_ms = self.last_ms.max(ts_ms);
+        let h = hour_of(ts_ms);
+        self.sum[h] += distance as f32;
+        self.weight[h] += 1.0;
+    }
+
+    /// The offset (log units) of hour `h` from the all-day median, once it has (decayed)
+    /// enough windows.
+    pub fn offset(&self, h: usize) -> Option<f64> {
+        let w = f64::from(*self.weight.get(h)?);
+        (w >= PROFILE_MIN_WINDOWS).then(|| f64::from(self.sum[h]) / w)
+    }
+}
+
 /// Decayed trials and failures of a rate, plus the last windows' counts.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct RateState {
@@ -192,6 +242,19 @@ pub struct SeriesState {
     pub windows: u64,
     /// Typical gap between the series' windows.
     pub interval_ms: f64,
+    /// Hour-of-day offsets of the timings and throughput.
+    pub hourly: BTreeMap<Metric, HourProfile>,
+}
+
+/// A state as format 1 stored it (before the hour-of-day profile).
+#[derive(Deserialize)]
+struct SeriesStateV1 {
+    hists: BTreeMap<Metric, LogHist>,
+    rates: BTreeMap<Metric, RateState>,
+    first_ms: i64,
+    last_ms: i64,
+    windows: u64,
+    interval_ms: f64,
 }
 
 /// Errors of reading a stored state.
@@ -249,10 +312,16 @@ impl SeriesState {
                 Kind::Latency | Kind::Throughput => {
                     if healthy {
                         if let Some(x) = w.value(m) {
-                            self.hists
-                                .entry(m)
-                                .or_default()
-                                .add(w.ts_ms, x, half_life_ms);
+                            let h = self.hists.entry(m).or_default();
+                            if let Some(base) = h.summary() {
+                                // Clipped, so one odd window moves its hour little.
+                                let d = ((1.0 + x).ln() - base.median).clamp(-1.0, 1.0);
+                                self.hourly
+                                    .entry(m)
+                                    .or_default()
+                                    .add(w.ts_ms, d, half_life_ms);
+                            }
+                            h.add(w.ts_ms, x, half_life_ms);
                         }
                     }
                 }
@@ -266,9 +335,33 @@ impl SeriesState {
         out
     }
 
+    /// The baseline of timing `m` for a window at `ts_ms`: the all-day median and MAD, the
+    /// median moved to the window's hour once the profile may be used.
+    pub fn summary_at(&self, m: Metric, ts_ms: i64) -> Option<LogSummary> {
+        let mut s = self.hists.get(&m)?.summary()?;
+        if ts_ms - self.first_ms >= PROFILE_HISTORY_MS {
+            if let Some(off) = self.hourly.get(&m).and_then(|p| p.offset(hour_of(ts_ms))) {
+                s.median += off;
+            }
+        }
+        Some(s)
+    }
+
     pub fn decode(bytes: &[u8]) -> Result<SeriesState, StateError> {
         match bytes.split_first() {
             Some((&FORMAT, rest)) => Ok(postcard::from_bytes(rest)?),
+            Some((&1, rest)) => {
+                let v: SeriesStateV1 = postcard::from_bytes(rest)?;
+                Ok(SeriesState {
+                    hists: v.hists,
+                    rates: v.rates,
+                    first_ms: v.first_ms,
+                    last_ms: v.last_ms,
+                    windows: v.windows,
+                    interval_ms: v.interval_ms,
+                    hourly: BTreeMap::new(),
+                })
+            }
             Some((&f, _)) => Err(StateError::Format(f)),
             None => Err(StateError::Format(0)),
         }
@@ -365,6 +458,55 @@ mod tests {
             DAY,
         );
         assert_eq!(s.interval_ms(), 360_000.0);
+    }
+
+    #[test]
+    fn the_hour_of_day_profile_applies_after_seven_days() {
+        const HOUR: i64 = 3_600_000;
+        // Every 5 minutes for 9 days: 100 ms, but 200 ms from 14:00 to 15:00 UTC.
+        let value = |ts: i64| if hour_of(ts) == 14 { 200.0 } else { 100.0 };
+        let mut s = SeriesState::default();
+        let at = |s: &SeriesState, ts| unlog(s.summary_at(Metric::TtfbP50, ts).unwrap().median);
+        let mut ts = 0;
+        while ts < 9 * 24 * HOUR {
+            if ts == 6 * 24 * HOUR + 14 * HOUR {
+                // Six days in: not yet, the all-day baseline.
+                assert!((at(&s, ts) - 100.0).abs() < 2.0, "{}", at(&s, ts));
+            }
+            let w = Window {
+                ts_ms: ts,
+                count_total: 1,
+                ttfb_p50: Some(value(ts)),
+                ..Default::default()
+            };
+            s.fold(&w, true, 7.0 * DAY / 3.0);
+            ts += 300_000;
+        }
+        // Nine days in: 14:00 is judged against its own level, the other hours unchanged.
+        assert!(
+            (at(&s, ts + 14 * HOUR) - 200.0).abs() < 10.0,
+            "{}",
+            at(&s, ts + 14 * HOUR)
+        );
+        assert!(
+            (at(&s, ts + 3 * HOUR) - 100.0).abs() < 2.0,
+            "{}",
+            at(&s, ts + 3 * HOUR)
+        );
+        // A stored state of the first format still reads, without a profile.
+        let mut old = vec![1u8];
+        let v1 = (
+            &s.hists,
+            &s.rates,
+            s.first_ms,
+            s.last_ms,
+            s.windows,
+            s.interval_ms,
+        );
+        old.extend(postcard::to_stdvec(&v1).unwrap());
+        let back = SeriesState::decode(&old).unwrap();
+        assert_eq!(back.hists, s.hists);
+        assert!(back.hourly.is_empty());
     }
 
     proptest! {

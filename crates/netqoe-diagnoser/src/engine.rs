@@ -81,7 +81,9 @@ pub fn judge_series(
                     if h.n() < cfg.min_windows {
                         continue;
                     }
-                    let Some(base) = h.summary() else { continue };
+                    let Some(base) = state.summary_at(m, w.ts_ms) else {
+                        continue;
+                    };
                     judge_value_at(m, x, &base, &cfg.score, z)
                 }
             };
