@@ -11,6 +11,7 @@ use clap::Parser;
 static ALLOCATOR: netqoe_common::alloc::MiMalloc = netqoe_common::alloc::MiMalloc;
 
 mod aggregator;
+mod diagnoser;
 mod harness;
 mod ingest;
 mod probe;
@@ -19,9 +20,10 @@ mod raw;
 #[derive(Parser)]
 #[command(about = "netqoe benchmarks: one JSON line {bench, value, unit, limit, ratio} per figure")]
 struct Cli {
-    /// Which benchmarks to run: `all`, or names such as `raw`, `aggregator` or a figure such
-    /// as `aggregator_events_per_s`. The aggregator runs with its defaults, overridden by the
-    /// `NETQOE_AGGREGATOR_*` variables of its command line.
+    /// Which benchmarks to run: `all`, or names such as `raw`, `aggregator`, `diagnoser` or a
+    /// figure such as `aggregator_events_per_s` or `diagnoser_incremental`. The aggregator
+    /// runs with its defaults, overridden by the `NETQOE_AGGREGATOR_*` variables of its
+    /// command line.
     #[arg(default_value = "all")]
     which: Vec<String>,
     /// Scale the number of events (1.0 = the documented size).
@@ -56,6 +58,12 @@ async fn main() -> anyhow::Result<()> {
     }
     if want("probe") {
         probe::run(&env).await?;
+    }
+    if want("diagnoser") || want("diagnoser_full_windows_per_s") {
+        diagnoser::full(&env).await?;
+    }
+    if want("diagnoser") || want("diagnoser_incremental") {
+        diagnoser::incremental(&env).await?;
     }
     Ok(())
 }
