@@ -27,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 pub use config::{Cli, Command, Settings};
 
 use crate::baseline::SeriesState;
-use crate::engine::{baseline_rows, judge_series, Collector};
+use crate::engine::{baseline_rows, judge_series, BaselineRow, Collector};
 use crate::incident::{group, reconcile};
 use crate::series::{SeriesKey, Window};
 
@@ -134,9 +134,9 @@ const BATCH_WINDOWS: usize = 50_000;
 /// transaction. A pass with nothing new writes nothing.
 ///
 /// Windows stream in series order; the series are judged in batches, each reading the learnt
-/// state of its series and writing it back (within the pass's transaction) before the next
-/// batch is read, so memory holds one batch, the localisation counts per entity and minute,
-/// and the anomalous windows, never the range's windows or every series' state.
+/// state of its series and writing it back (within the pass's transaction), so memory holds
+/// two or three batches, the localisation counts per entity and minute, and the anomalous
+/// windows, never the range's windows or every series' state.
 pub async fn run_once(settings: &Settings, pool: &PgPool) -> Result<Outcome, Error> {
     let run_at = store::db_now(pool).await?;
     let mut tx = pool.begin().await?;
@@ -153,12 +153,14 @@ pub async fn run_once(settings: &Settings, pool: &PgPool) -> Result<Outcome, Err
             (changed.map_or(next, |c| c.min(next)), FAR_FUTURE_MS, true)
         }
     };
-    let mut collector = Collector::default();
-    let mut batch = Batch::default();
-    let mut data_end: Option<i64> = None;
-    {
+    // Reading and judging overlap: the read decodes the next batch while the one before it
+    // is judged on a blocking thread; at most one full batch waits between them.
+    let (ready, mut batches) = tokio::sync::mpsc::channel::<Vec<Series>>(1);
+    let read = async move {
         let mut rows = store::windows(pool, from, until);
-        let mut current: Option<(SeriesKey, Vec<Window>)> = None;
+        let mut batch = Batch::default();
+        let mut current: Option<Series> = None;
+        let mut data_end: Option<i64> = None;
         while let Some(row) = rows.next().await {
             let (key, w) = row?;
             data_end = Some(data_end.map_or(w.ts_ms, |d: i64| d.max(w.ts_ms)));
@@ -167,19 +169,31 @@ pub async fn run_once(settings: &Settings, pool: &PgPool) -> Result<Outcome, Err
                 _ => {
                     if let Some(done) = current.take() {
                         batch.push(done);
-                        if batch.is_full() {
-                            batch.judge(settings, pool, &mut tx, &mut collector).await?;
+                        // A closed channel means judging failed: its error is the pass's.
+                        if batch.is_full() && ready.send(batch.take()).await.is_err() {
+                            return Ok(data_end);
                         }
                     }
                     current = Some((key, vec![w]));
                 }
             }
         }
-        if let Some(done) = current.take() {
-            batch.push(done);
+        batch.series.extend(current);
+        if !batch.series.is_empty() {
+            let _ = ready.send(batch.take()).await;
         }
-        batch.judge(settings, pool, &mut tx, &mut collector).await?;
-    }
+        Ok::<_, Error>(data_end)
+    };
+    let mut collector = Collector::default();
+    let judge = async {
+        while let Some(series) = batches.recv().await {
+            judge_batch(settings, pool, &mut tx, &mut collector, series).await?;
+        }
+        Ok::<_, Error>(())
+    };
+    let (data_end, judged) = futures::join!(read, judge);
+    judged?;
+    let data_end = data_end?;
     let prev_wm = previous.map(|p| p.0);
     let Some(data_end) = data_end else {
         return Ok(Outcome {
@@ -224,15 +238,18 @@ pub async fn run_once(settings: &Settings, pool: &PgPool) -> Result<Outcome, Err
     })
 }
 
+/// One series' key and its windows, in time order.
+type Series = (SeriesKey, Vec<Window>);
+
 /// Series read but not judged yet, in series order.
 #[derive(Default)]
 struct Batch {
-    series: Vec<(SeriesKey, Vec<Window>)>,
+    series: Vec<Series>,
     windows: usize,
 }
 
 impl Batch {
-    fn push(&mut self, series: (SeriesKey, Vec<Window>)) {
+    fn push(&mut self, series: Series) {
         self.windows += series.1.len();
         self.series.push(series);
     }
@@ -241,30 +258,58 @@ impl Batch {
         self.series.len() >= BATCH_SERIES || self.windows >= BATCH_WINDOWS
     }
 
-    /// Judges the batch's series against their stored states (new series start empty) and
-    /// writes the states and baselines back within `tx`; the batch is empty afterwards.
-    async fn judge(
-        &mut self,
-        settings: &Settings,
-        pool: &PgPool,
-        tx: &mut sqlx::PgConnection,
-        collector: &mut Collector,
-    ) -> Result<(), Error> {
-        if self.series.is_empty() {
-            return Ok(());
-        }
-        let keys: Vec<&SeriesKey> = self.series.iter().map(|s| &s.0).collect();
-        let mut states = store::load_states(pool, &keys).await?;
-        let mut judged: Vec<(SeriesKey, SeriesState, _)> = Vec::with_capacity(self.series.len());
-        for (key, windows) in self.series.drain(..) {
-            let mut state = states.remove(&key).unwrap_or_default();
-            let verdicts = judge_series(&mut state, &windows, &settings.engine);
-            collector.push(&key, state.interval_ms(), verdicts);
-            let rows = baseline_rows(&state, &settings.engine);
-            judged.push((key, state, rows));
-        }
+    fn take(&mut self) -> Vec<Series> {
         self.windows = 0;
-        store::save_states(tx, &judged).await?;
-        Ok(())
+        std::mem::take(&mut self.series)
     }
+}
+
+/// Judges a batch of series against their stored states (new series start empty) on a
+/// blocking thread, hands the verdicts to `collector` in series order, and writes the states
+/// back within `tx`, with the `baselines` rows that moved.
+async fn judge_batch(
+    settings: &Settings,
+    pool: &PgPool,
+    tx: &mut sqlx::PgConnection,
+    collector: &mut Collector,
+    series: Vec<Series>,
+) -> Result<(), Error> {
+    let keys: Vec<&SeriesKey> = series.iter().map(|s| &s.0).collect();
+    let mut states = store::load_states(pool, &keys).await?;
+    let engine = settings.engine;
+    let judged = tokio::task::spawn_blocking(move || {
+        series
+            .into_iter()
+            .map(|(key, windows)| {
+                let mut state = states.remove(&key).unwrap_or_default();
+                let before = baseline_rows(&state, &engine);
+                let verdicts = judge_series(&mut state, &windows, &engine);
+                let mut rows = baseline_rows(&state, &engine);
+                rows.retain(|r| moved(&before, r));
+                (key, state, rows, verdicts)
+            })
+            .collect::<Vec<_>>()
+    })
+    .await
+    .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
+    let mut saved: Vec<(SeriesKey, SeriesState, _)> = Vec::with_capacity(judged.len());
+    for (key, state, rows, verdicts) in judged {
+        collector.push(&key, state.interval_ms(), verdicts);
+        saved.push((key, state, rows));
+    }
+    store::save_states(tx, &saved).await
+}
+
+/// Whether baseline `row` differs from its version in `before` (or is new) in its median,
+/// spread or band. A series' medians are recomputed every few windows and a rate without
+/// failures stays at its floor, so most passes rewrite few `baselines` rows; `n_windows` and
+/// `until_ts` are as of the last write, and `diagnoser_series` always holds the live state.
+fn moved(before: &[BaselineRow], row: &BaselineRow) -> bool {
+    before
+        .iter()
+        .find(|b| b.metric == row.metric)
+        .is_none_or(|b| {
+            (b.median, b.mad, b.band_low, b.band_high)
+                != (row.median, row.mad, row.band_low, row.band_high)
+        })
 }
