@@ -9,7 +9,7 @@ use super::{axis_value, Chart};
 
 const W: f64 = 590.0;
 const H: f64 = 230.0;
-const LEFT: f64 = 64.0;
+const LEFT: f64 = 86.0;
 const RIGHT: f64 = 14.0;
 const TOP: f64 = 30.0;
 const BOTTOM: f64 = 30.0;
