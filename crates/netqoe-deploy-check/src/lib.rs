@@ -187,6 +187,22 @@ pub fn is_documented(name: &str, documented: &BTreeSet<String>) -> bool {
         })
 }
 
+/// Fails unless every metric in `used` is documented in docs/metrics.md and declared in a
+/// crate's metrics.rs (or is a series derived from such a histogram); `what` names the files
+/// that use them, for the message.
+pub fn ensure_metrics_exist(what: &str, used: &BTreeSet<String>) -> Result<()> {
+    for (known, place) in [
+        (documented_metrics()?, "missing from docs/metrics.md"),
+        (declared_metrics()?, "no crate declares"),
+    ] {
+        let unknown: BTreeSet<_> = used.iter().filter(|m| !is_documented(m, &known)).collect();
+        if !unknown.is_empty() {
+            bail!("{what} name metrics {place}: {unknown:?}");
+        }
+    }
+    Ok(())
+}
+
 /// Parses a YAML stream (one or more documents) into JSON values, with Python's PyYAML
 /// (installed with kubernetes-validate by `make setup`).
 pub fn yaml_documents(yaml: &str) -> Result<Vec<serde_json::Value>> {

@@ -5,9 +5,7 @@
 use std::collections::BTreeSet;
 
 use anyhow::{bail, ensure, Context, Result};
-use netqoe_deploy_check::{
-    declared_metrics, documented_metrics, is_documented, metric_names_in, read, yaml_documents,
-};
+use netqoe_deploy_check::{ensure_metrics_exist, metric_names_in, read, yaml_documents};
 use serde_json::Value;
 use sqlx::{Column, Row};
 
@@ -80,8 +78,6 @@ fn every_panel_uses_a_provisioned_datasource() -> Result<()> {
 
 #[test]
 fn every_metric_in_the_dashboards_exists() -> Result<()> {
-    let documented = documented_metrics()?;
-    let declared = declared_metrics()?;
     let mut used = BTreeSet::new();
     for path in DASHBOARDS {
         for (_, t) in targets(&dashboard(path)?) {
@@ -89,23 +85,7 @@ fn every_metric_in_the_dashboards_exists() -> Result<()> {
         }
     }
     ensure!(used.len() >= 30, "the dashboards name only {used:?}");
-    let undocumented: BTreeSet<_> = used
-        .iter()
-        .filter(|m| !is_documented(m, &documented))
-        .collect();
-    ensure!(
-        undocumented.is_empty(),
-        "dashboards name metrics missing from docs/metrics.md: {undocumented:?}"
-    );
-    let undeclared: BTreeSet<_> = used
-        .iter()
-        .filter(|m| !is_documented(m, &declared))
-        .collect();
-    ensure!(
-        undeclared.is_empty(),
-        "dashboards name metrics no crate declares: {undeclared:?}"
-    );
-    Ok(())
+    ensure_metrics_exist("dashboards", &used)
 }
 
 /// Arguments of the macro call starting at `s` (just after its opening parenthesis), and

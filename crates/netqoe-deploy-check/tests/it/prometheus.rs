@@ -7,8 +7,7 @@ use std::process::Command;
 
 use anyhow::{ensure, Result};
 use netqoe_deploy_check::{
-    declared_metrics, documented_metrics, is_documented, metric_names_in, read, repo_root, run_ok,
-    yaml_documents,
+    ensure_metrics_exist, metric_names_in, read, repo_root, run_ok, yaml_documents,
 };
 
 fn promtool(args: &[&str]) -> Result<String> {
@@ -41,27 +40,9 @@ fn the_alert_unit_tests_pass() -> Result<()> {
 
 #[test]
 fn every_metric_in_the_rules_exists() -> Result<()> {
-    let documented = documented_metrics()?;
-    let declared = declared_metrics()?;
     let used = metric_names_in(&read("deploy/prometheus/rules/netqoe-alerts.yml")?);
     ensure!(used.len() >= 20, "the rules name only {used:?}");
-    let undocumented: BTreeSet<_> = used
-        .iter()
-        .filter(|m| !is_documented(m, &documented))
-        .collect();
-    ensure!(
-        undocumented.is_empty(),
-        "rules name metrics missing from docs/metrics.md: {undocumented:?}"
-    );
-    let undeclared: BTreeSet<_> = used
-        .iter()
-        .filter(|m| !is_documented(m, &declared))
-        .collect();
-    ensure!(
-        undeclared.is_empty(),
-        "rules name metrics no crate declares: {undeclared:?}"
-    );
-    Ok(())
+    ensure_metrics_exist("rules", &used)
 }
 
 #[test]
