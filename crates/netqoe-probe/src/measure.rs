@@ -308,10 +308,19 @@ where
             .map_err(|Fail(_, m)| Fail(ErrorStage::Throughput, format!("{url}: {m}")))?,
     };
     ev.bytes = Some(bytes);
-    if body_ms > 0.0 && bytes > 0 {
-        ev.throughput_kbps = Some(bytes as f64 * 8.0 / (body_ms / 1000.0) / 1000.0);
-    }
+    ev.throughput_kbps = kbps(bytes, body_ms);
     Ok(())
+}
+
+/// Throughput of `bytes` received in `body_ms`, in kbit/s (1000 bit/s). None when nothing
+/// was timed, or when the rate is beyond the schema's bound (a small body that arrived with
+/// the headers takes microseconds to read: that measures a buffer, not the network).
+pub fn kbps(bytes: u64, body_ms: f64) -> Option<f64> {
+    if body_ms <= 0.0 || bytes == 0 {
+        return None;
+    }
+    let kbps = bytes as f64 * 8.0 / (body_ms / 1000.0) / 1000.0;
+    (kbps <= netqoe_model::MAX_THROUGHPUT_KBPS).then_some(kbps)
 }
 
 /// The Host header: `host`, with the port unless it is the scheme's default.
@@ -438,6 +447,17 @@ mod tests {
         assert_eq!(cut.chars().count(), netqoe_model::MAX_ERROR_MESSAGE_CHARS);
         assert!(cut.ends_with('…'));
         assert_eq!(super::clip("short".into()), "short");
+    }
+
+    #[test]
+    fn throughput_stays_within_the_schema_bound() {
+        assert_eq!(super::kbps(125_000, 1000.0), Some(1000.0));
+        assert_eq!(super::kbps(0, 5.0), None);
+        assert_eq!(super::kbps(1000, 0.0), None);
+        // 64 KiB read from a buffer in a microsecond: not a network rate
+        assert_eq!(super::kbps(65_536, 0.001), None);
+        let at_bound = super::kbps(12_500_000_000, 1000.0).expect("100 Gbit/s is kept");
+        assert_eq!(at_bound, netqoe_model::MAX_THROUGHPUT_KBPS);
     }
 
     #[test]

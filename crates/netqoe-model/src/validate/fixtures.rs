@@ -65,6 +65,8 @@ pub(crate) fn rejected_cases() -> Vec<(&'static str, Value, &'static str)> {
         ("timings.dns_ms", json!("12"), "timings.dns_ms"),
         ("timings", json!([1, 2]), "timings"),
         ("throughput_kbps", json!(-0.5), "throughput_kbps"),
+        ("throughput_kbps", json!(100_000_000.5), "throughput_kbps"),
+        ("throughput_kbps", json!(1e300), "throughput_kbps"),
         ("bytes", json!(-1), "bytes"),
         ("http_status", json!(99), "http_status"),
         ("http_status", json!(600), "http_status"),

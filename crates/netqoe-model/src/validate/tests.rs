@@ -234,3 +234,43 @@ fn client_sent_recv_ts_is_kept_for_ingest_to_overwrite() {
     let ok = validate_at(&v, NOW).unwrap();
     assert_eq!(ok.event.recv_ts_ms, Some(5));
 }
+
+/// A message published straight to the stream can carry any `recv_ts_ms`, and the aggregator
+/// judges `ts_ms` by it: the range check saturates instead of overflowing.
+#[test]
+fn extreme_clocks_and_timestamps_never_overflow() {
+    for (now, ts, ok) in [
+        (i64::MIN, i64::MIN, true),
+        (i64::MIN, 0, false),
+        (i64::MAX, i64::MAX, true),
+        (i64::MAX, i64::MIN, false),
+        (NOW, i64::MAX, false),
+        (NOW, i64::MIN, false),
+    ] {
+        let mut v = with("ts_ms", json!(ts));
+        v["recv_ts_ms"] = json!(now);
+        let got = validate_at(&v, now);
+        assert_eq!(got.is_ok(), ok, "now {now}, ts {ts}: {got:?}");
+        if let Err(errs) = got {
+            assert_eq!(errs.len(), 1, "{errs:?}");
+            assert_eq!(errs[0].field, "ts_ms");
+        }
+        let published = serde_json::to_vec(&v).unwrap();
+        let fast = parse_canonical(&published, |recv| recv.unwrap_or(NOW));
+        assert_eq!(fast.is_some(), ok, "fast path: now {now}, ts {ts}");
+    }
+}
+
+#[test]
+fn throughput_is_bounded_at_100_gbit_per_second() {
+    let ok = validate_at(&with("throughput_kbps", json!(MAX_THROUGHPUT_KBPS)), NOW)
+        .expect("100 Gbit/s is accepted");
+    assert_eq!(ok.event.throughput_kbps, Some(100_000_000.0));
+    let errs = errors(&with("throughput_kbps", json!(2e8)));
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert_eq!(errs[0].field, "throughput_kbps");
+    assert_eq!(
+        errs[0].problem,
+        "must be a finite number from 0 to 100000000, got 200000000"
+    );
+}

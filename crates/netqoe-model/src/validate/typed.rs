@@ -13,7 +13,8 @@ use crate::event::{Event, NetworkContext, PingStats, Timings, TlsInfo, SCHEMA_VE
 
 use super::{
     client_id_problem, is_valid_target_for, MAX_CLIENT_ID_CHARS, MAX_ERROR_MESSAGE_CHARS,
-    MAX_FUTURE_MS, MAX_LABEL_CHARS, MAX_PAST_MS, MAX_TARGET_CHARS, MAX_TIMING_MS,
+    MAX_FUTURE_MS, MAX_LABEL_CHARS, MAX_PAST_MS, MAX_TARGET_CHARS, MAX_THROUGHPUT_KBPS,
+    MAX_TIMING_MS,
 };
 
 /// Parses `payload` as a canonical event valid at `now(recv_ts_ms)`; None when the full
@@ -40,7 +41,8 @@ pub fn conforms(e: &Event, now_ms: i64) -> bool {
         && is_valid_target_for(&e.target, e.probe_kind)
         && e.network_context.as_ref().is_none_or(network_context)
         && e.timings.as_ref().is_none_or(timings)
-        && e.throughput_kbps.is_none_or(|x| x.is_finite() && x >= 0.0)
+        && e.throughput_kbps
+            .is_none_or(|x| x.is_finite() && (0.0..=MAX_THROUGHPUT_KBPS).contains(&x))
         && e.bytes.is_none_or(|b| b <= i64::MAX as u64)
         && e.http_status.is_none_or(|s| (100..=599).contains(&s))
         && e.ping.as_ref().is_none_or(ping)
