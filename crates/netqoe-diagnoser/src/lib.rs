@@ -147,9 +147,9 @@ pub async fn run_once(settings: &Settings, pool: &PgPool) -> Result<Outcome, Err
         (Some((f, u)), _) => (f, u, false),
         (None, None) => (0, FAR_FUTURE_MS, true),
         (None, Some((wm, last_run))) => {
-            let changed =
-                store::earliest_changed(pool, wm - settings.lookback_ms, last_run).await?;
             let next = wm + 60_000;
+            let changed =
+                store::earliest_changed(pool, wm - settings.lookback_ms, next, last_run).await?;
             (changed.map_or(next, |c| c.min(next)), FAR_FUTURE_MS, true)
         }
     };

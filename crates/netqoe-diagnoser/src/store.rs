@@ -49,20 +49,30 @@ pub async fn watermark(pool: &PgPool) -> Result<Option<(i64, i64)>, Error> {
     Ok(row.map(|(w, r)| (ms(w), ms(r))))
 }
 
-/// Earliest window at or after `from_ms` rewritten after `after_ms` (late events).
+/// Transactions of the aggregator still open when a pass starts stamp their events with a
+/// `seen_at` before the pass's start although the pass cannot see them yet: the late check
+/// looks back this much further.
+const SEEN_MARGIN_MS: i64 = 120_000;
+
+/// Earliest window in `[from_ms, until_ms)` that events merged after `after_ms` changed (late
+/// events), found in the aggregator's ledger `events_seen`: its rows are written in `seen_at`
+/// order with a BRIN index on it, so the check reads the events merged since the last pass, not
+/// the windows of the lookback.
 pub async fn earliest_changed(
     pool: &PgPool,
     from_ms: i64,
+    until_ms: i64,
     after_ms: i64,
 ) -> Result<Option<i64>, Error> {
-    let t: Option<DateTime<Utc>> = sqlx::query_scalar(
-        "SELECT min(window_start_ts) FROM agg_1m WHERE window_start_ts >= $1 AND updated_at > $2",
+    let t: Option<i64> = sqlx::query_scalar(
+        "SELECT min(ts_ms) FROM events_seen WHERE seen_at > $1 AND ts_ms >= $2 AND ts_ms < $3",
     )
-    .bind(ts(from_ms))
-    .bind(ts(after_ms))
+    .bind(ts(after_ms - SEEN_MARGIN_MS))
+    .bind(from_ms)
+    .bind(until_ms)
     .fetch_one(pool)
     .await?;
-    Ok(t.map(ms))
+    Ok(t.map(|t| t - t.rem_euclid(60_000)))
 }
 
 /// Learnt state of the series `keys` that have one.
@@ -71,9 +81,13 @@ pub async fn load_states(
     keys: &[&SeriesKey],
 ) -> Result<HashMap<SeriesKey, SeriesState>, Error> {
     let rows = sqlx::query(
-        "SELECT s.client_id, s.target, s.probe_kind, s.ip_version, s.state FROM diagnoser_series s \
-         JOIN UNNEST($1::text[], $2::text[], $3::text[], $4::int2[]) AS k(client_id, target, probe_kind, ip_version) \
-           USING (client_id, target, probe_kind, ip_version)",
+        // One primary-key lookup per key (the LIMIT keeps the planner from hashing the whole
+        // table instead: a pass of many batches would read every state once per batch).
+        "SELECT k.client_id, k.target, k.probe_kind, k.ip_version, s.state \
+         FROM UNNEST($1::text[], $2::text[], $3::text[], $4::int2[]) AS k(client_id, target, probe_kind, ip_version) \
+         CROSS JOIN LATERAL (SELECT state FROM diagnoser_series s \
+           WHERE s.client_id = k.client_id AND s.target = k.target \
+             AND s.probe_kind = k.probe_kind AND s.ip_version = k.ip_version LIMIT 1) s",
     )
     .bind(keys.iter().map(|k| k.client_id.as_str()).collect::<Vec<_>>())
     .bind(keys.iter().map(|k| k.target.as_str()).collect::<Vec<_>>())

@@ -281,3 +281,43 @@ async fn runs_are_idempotent_and_a_later_run_extends_an_open_incident() -> anyho
     assert_eq!(resnap[0], snap[0], "diagnoses unchanged");
     Ok(())
 }
+
+#[tokio::test]
+async fn late_events_within_the_lookback_are_judged_again() -> anyhow::Result<()> {
+    let db = Db::start().await?;
+    db.insert(&series("c1", "x.example:443", 0..140, 0.05, |_, _| {}))
+        .await?;
+    db.run().await?;
+    assert!(db.incidents().await?.is_empty());
+
+    // Late events land in the last four windows already judged: the aggregator rewrites them
+    // and records the events in its ledger.
+    sqlx::query(
+        "UPDATE agg_1m SET tcp_p50 = tcp_p50 + 250, tcp_p95 = tcp_p95 + 250, \
+           tls_p50 = tls_p50 + 250, tls_p95 = tls_p95 + 250, \
+           total_p50 = total_p50 + 500, total_p95 = total_p95 + 500 \
+         WHERE window_start_ts >= to_timestamp($1 / 1000.0)",
+    )
+    .bind(T0 + 136 * MIN)
+    .execute(&db.pool)
+    .await?;
+    sqlx::query(
+        "INSERT INTO events_seen (event_id, client_id, ts_ms) \
+         SELECT gen_random_uuid(), 'c1', $1 + m * 60000 + 17000 FROM generate_series(136, 139) m",
+    )
+    .bind(T0)
+    .execute(&db.pool)
+    .await?;
+    let again = db.run().await?;
+    assert_eq!(
+        again.windows, 4,
+        "only the rewritten windows are judged again"
+    );
+    let incs = db.incidents().await?;
+    assert_eq!(incs.len(), 1, "{incs:?}");
+    assert_eq!(
+        (incs[0].label.as_str(), incs[0].start_min, incs[0].end_min),
+        ("connect", 136, 140)
+    );
+    Ok(())
+}
