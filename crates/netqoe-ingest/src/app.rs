@@ -11,15 +11,15 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use bytes::Bytes;
 use serde::Serialize;
-use serde_json::Value;
-use tower_http::timeout::RequestBodyTimeoutLayer;
 
+use crate::auth::Token;
 use crate::body::{format_of, gunzip_limited, parse, read_limited, EventLimit};
 use crate::error::{insert_budget, ApiError, Detail};
 use crate::limit::Denied;
 use crate::metrics as m;
-use crate::publish::Outgoing;
-use crate::state::AppState;
+use crate::publish::{Outgoing, PublishError};
+use crate::state::{AppState, Auth};
+use crate::validate::validate_all;
 
 /// The 202 body.
 #[derive(Debug, Serialize)]
@@ -31,14 +31,30 @@ pub struct Accepted {
 
 /// The API router (events, health, readiness) with its layers.
 pub fn app(state: AppState) -> Router {
-    let body_timeout = state.settings.body_timeout;
     Router::new()
         .route("/api/v1/events", post(post_events))
         .route("/events", post(post_events))
+        .route_layer(middleware::from_fn_with_state(state.clone(), shed))
         .merge(health_routes())
-        .layer(RequestBodyTimeoutLayer::new(body_timeout))
         .layer(middleware::from_fn(track))
         .with_state(state)
+}
+
+/// Serves at most `--max-in-flight` events requests at once; one more is answered 503 with
+/// `Retry-After` at once instead of queueing.
+async fn shed(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let Ok(_permit) = state.in_flight.clone().try_acquire_owned() else {
+        metrics::counter!(m::SHED, "limit" => "requests").increment(1);
+        let err = ApiError::unavailable(
+            format!(
+                "ingest is serving its limit of {} requests (--max-in-flight); retry shortly",
+                state.settings.max_in_flight
+            ),
+            Duration::from_secs(1),
+        );
+        return reject(err, "overloaded", 0).into_response();
+    };
+    next.run(req).await
 }
 
 /// `/healthz` and `/readyz`, also served beside `/metrics`.
@@ -96,7 +112,45 @@ async fn track(req: Request, next: Next) -> Response {
 fn bearer(headers: &HeaderMap) -> Option<&str> {
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
+/// The `reason` label of a refusal while reading or decoding a body.
+fn body_reason(err: &ApiError) -> &'static str {
+    match err.status {
+        StatusCode::PAYLOAD_TOO_LARGE => "too_large",
+        StatusCode::REQUEST_TIMEOUT => "body_timeout",
+        _ => "invalid",
+    }
+}
+
+/// A request refused with 400 or 403 still costs its events (at least one) from the token's
+/// bucket, so a client repeating a bad request is slowed down as any other; when the bucket
+/// cannot pay, the answer is 429 with `Retry-After` instead.
+fn charge(
+    auth: &Auth,
+    token: Option<&Token>,
+    err: ApiError,
+    reason: &'static str,
+    n: usize,
+) -> ApiError {
+    match auth.limiter.check(token, n.max(1)) {
+        Ok(_) | Err(Denied::OverBurst { .. }) => reject(err, reason, n),
+        Err(Denied::Wait { wait, budget }) => {
+            metrics::counter!(m::EVENTS_RATE_LIMITED).increment(n as u64);
+            let message = format!(
+                "rate limit exceeded: refused requests count against this token's rate too ({}: {})",
+                err.status.as_u16(),
+                err.message
+            );
+            reject(
+                ApiError::rate_limited(message, wait, budget),
+                "rate_limited",
+                n,
+            )
+        }
+    }
 }
 
 /// Counts `n` events as not published for `reason` and logs the rejection once.
@@ -132,37 +186,52 @@ async fn post_events(
         .authenticate(bearer(&headers))
         .map_err(|msg| reject(ApiError::unauthorized(msg), "unauthorized", 0))?;
     let (format, gzip) = format_of(&headers).map_err(|e| reject(e, "unsupported", 0))?;
-    let raw = read_limited(&headers, body, settings.max_body_bytes)
-        .await
-        .map_err(|e| reject(e, "too_large", 0))?;
+    let read = read_limited(
+        &headers,
+        body,
+        settings.max_body_bytes,
+        settings.body_timeout,
+    );
+    let raw = match tokio::time::timeout(settings.body_timeout, read).await {
+        Ok(read) => read.map_err(|e| {
+            let reason = body_reason(&e);
+            reject(e, reason, 0)
+        })?,
+        Err(_) => {
+            metrics::counter!(m::TIMEOUTS, "phase" => "body").increment(1);
+            let err = ApiError::timeout(format!(
+                "the request body did not arrive within {:?} (--body-timeout)",
+                settings.body_timeout
+            ));
+            return Err(reject(err, "body_timeout", 0));
+        }
+    };
+    let token_ref = token.as_deref();
+    let refused = |e: ApiError, n: usize| {
+        let reason = body_reason(&e);
+        if e.status == StatusCode::BAD_REQUEST {
+            charge(&auth, token_ref, e, reason, n)
+        } else {
+            reject(e, reason, n)
+        }
+    };
     let text: Bytes = if gzip {
         gunzip_limited(&raw, settings.max_body_bytes)
-            .map_err(|e| {
-                let reason = if e.status == StatusCode::PAYLOAD_TOO_LARGE {
-                    "too_large"
-                } else {
-                    "invalid"
-                };
-                reject(e, reason, 0)
-            })?
+            .map_err(|e| refused(e, 0))?
             .into()
     } else {
         raw
     };
     let limit = EventLimit {
         max_batch: settings.max_batch,
-        burst: auth.limiter.burst_of(token.as_deref()) as usize,
+        burst: auth.limiter.burst_of(token_ref) as usize,
     };
-    let values = parse(&text, format, limit).map_err(|e| {
-        let reason = if e.status == StatusCode::PAYLOAD_TOO_LARGE {
-            "too_large"
-        } else {
-            "invalid"
-        };
-        reject(e, reason, 0)
-    })?;
+    let values = parse(&text, format, limit).map_err(|e| refused(e, 0))?;
+    drop(text);
     let n = values.len();
-    let (events, warnings) = validate_all(&values).map_err(|e| reject(e, "invalid", n))?;
+    let (events, warnings) =
+        validate_all(&values, netqoe_model::now_ms()).map_err(|e| refused(e, n))?;
+    drop(values);
 
     if let Some(token) = &token {
         let forbidden: Vec<Detail> = events
@@ -179,7 +248,9 @@ async fn post_events(
             })
             .collect();
         if !forbidden.is_empty() {
-            return Err(reject(
+            return Err(charge(
+                &auth,
+                token_ref,
                 ApiError::forbidden(
                     format!(
                         "{} of {n} events have a client_id this token is not allowed to submit for",
@@ -193,7 +264,7 @@ async fn post_events(
         }
     }
 
-    let budget = match auth.limiter.check(token.as_deref(), n) {
+    let budget = match auth.limiter.check(token_ref, n) {
         Ok(budget) => budget,
         Err(denied) => {
             let err = match denied {
@@ -252,51 +323,14 @@ async fn post_events(
             Ok(resp)
         }
         Err(e) => {
-            let err = ApiError::unavailable(
-                format!("events not stored: {e}; retry later"),
-                Duration::from_secs(2),
-            );
+            let retry = if let PublishError::Busy(_) = e {
+                metrics::counter!(m::SHED, "limit" => "publish").increment(1);
+                Duration::from_secs(1)
+            } else {
+                Duration::from_secs(2)
+            };
+            let err = ApiError::unavailable(format!("events not stored: {e}; retry later"), retry);
             Err(reject(err, e.reason(), n))
         }
-    }
-}
-
-/// Validates every event against the ingest clock; on any problem, lists all of them.
-fn validate_all(values: &[Value]) -> Result<(Vec<netqoe_model::Event>, Vec<String>), ApiError> {
-    let now = netqoe_model::now_ms();
-    let mut events = Vec::with_capacity(values.len());
-    let mut warnings = Vec::new();
-    let mut details = Vec::new();
-    for (index, value) in values.iter().enumerate() {
-        match netqoe_model::validate_at(value, now) {
-            Ok(mut valid) => {
-                valid.event.recv_ts_ms = Some(now);
-                warnings.extend(
-                    valid
-                        .warnings
-                        .into_iter()
-                        .map(|w| format!("event {index}: {w}")),
-                );
-                events.push(valid.event);
-            }
-            Err(errors) => details.extend(errors.into_iter().map(|e| Detail {
-                index,
-                field: e.field,
-                problem: e.problem,
-            })),
-        }
-    }
-    if details.is_empty() {
-        Ok((events, warnings))
-    } else {
-        let bad: std::collections::BTreeSet<usize> = details.iter().map(|d| d.index).collect();
-        Err(ApiError::invalid_events(
-            format!(
-                "{} of {} events are invalid; nothing from this request was stored",
-                bad.len(),
-                values.len()
-            ),
-            details,
-        ))
     }
 }

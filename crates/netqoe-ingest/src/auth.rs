@@ -13,6 +13,15 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+/// Fewest characters a plain token may have: anything shorter can be guessed.
+pub const MIN_TOKEN_CHARS: usize = 16;
+
+/// SHA-256 of the empty string: a `sha256` entry with it would admit `Bearer ` alone.
+const EMPTY_DIGEST: [u8; 32] = [
+    0xe3, 0xb0, 0xc4, 0x42, 0x98, 0xfc, 0x1c, 0x14, 0x9a, 0xfb, 0xf4, 0xc8, 0x99, 0x6f, 0xb9, 0x24,
+    0x27, 0xae, 0x41, 0xe4, 0x64, 0x9b, 0x93, 0x4c, 0xa4, 0x95, 0x99, 0x1b, 0x78, 0x52, 0xb8, 0x55,
+];
+
 /// Problems of a tokens file, naming the token by its position.
 #[derive(Debug, thiserror::Error)]
 pub enum TokensError {
@@ -23,8 +32,12 @@ pub enum TokensError {
     },
     #[error("tokens file is not valid TOML: {0}")]
     Toml(#[from] toml::de::Error),
-    #[error("tokens[{index}]: {problem}")]
-    Token { index: usize, problem: String },
+    #[error("tokens[{index}]{}: {problem}", name.as_ref().map(|n| format!(" (name {n:?})")).unwrap_or_default())]
+    Token {
+        index: usize,
+        name: Option<String>,
+        problem: String,
+    },
     #[error("the tokens file has no [[tokens]] entries, so every request would be refused: add a [[tokens]] table (see docs/api.md), or run with --insecure-no-auth for a lab")]
     Empty,
 }
@@ -106,9 +119,23 @@ impl Tokens {
         }
         let mut tokens = Vec::with_capacity(file.tokens.len());
         for (index, raw) in file.tokens.into_iter().enumerate() {
-            let fail = |problem: String| TokensError::Token { index, problem };
-            let digest = match (raw.token, raw.sha256) {
-                (Some(plain), None) if !plain.is_empty() => Sha256::digest(plain.as_bytes()).into(),
+            let name = raw.name.clone();
+            let fail = |problem: String| TokensError::Token {
+                index,
+                name: name.clone(),
+                problem,
+            };
+            let digest: [u8; 32] = match (raw.token, raw.sha256) {
+                (Some(plain), None) if plain.is_empty() => {
+                    return Err(fail("token is empty: it would admit any request with an empty bearer".into()))
+                }
+                (Some(plain), None) if plain.chars().count() < MIN_TOKEN_CHARS => {
+                    return Err(fail(format!(
+                        "token is shorter than {MIN_TOKEN_CHARS} characters ({}): use a long random secret, e.g. `openssl rand -hex 16`",
+                        plain.chars().count()
+                    )))
+                }
+                (Some(plain), None) => Sha256::digest(plain.as_bytes()).into(),
                 (None, Some(hex_digest)) => {
                     let bytes = hex::decode(hex_digest.trim())
                         .map_err(|_| fail("sha256 must be 64 hex characters".into()))?;
@@ -118,12 +145,17 @@ impl Tokens {
                 (Some(_), Some(_)) => {
                     return Err(fail("set either token or sha256, not both".into()))
                 }
-                _ => {
+                (None, None) => {
                     return Err(fail(
                         "one of token (non-empty) or sha256 is required".into(),
                     ))
                 }
             };
+            if digest == EMPTY_DIGEST {
+                return Err(fail(
+                    "sha256 is the digest of the empty token: it would admit any request with an empty bearer".into(),
+                ));
+            }
             if raw.clients.is_empty() {
                 return Err(fail(
                     "clients must list at least one client_id pattern (use [\"*\"] for any)".into(),
@@ -131,6 +163,11 @@ impl Tokens {
             }
             let mut set = GlobSetBuilder::new();
             for pattern in &raw.clients {
+                if pattern.trim().is_empty() {
+                    return Err(fail(
+                        "clients holds an empty pattern, which matches no client_id: remove it or use \"*\" for any".into(),
+                    ));
+                }
                 let glob = Glob::new(pattern)
                     .map_err(|e| fail(format!("clients pattern {pattern:?} is invalid: {e}")))?;
                 set.add(glob);
@@ -189,7 +226,7 @@ mod tests {
     const FILE: &str = r#"
         [[tokens]]
         name = "fleet-a"
-        token = "secret-a"
+        token = "secret-a-0123456789"
         clients = ["probe-a*"]
 
         [[tokens]]
@@ -203,7 +240,7 @@ mod tests {
     fn finds_plain_and_hashed_tokens() {
         let tokens = Tokens::from_toml_str(FILE).unwrap();
         assert_eq!(tokens.len(), 2);
-        let a = tokens.find("secret-a").expect("plain token");
+        let a = tokens.find("secret-a-0123456789").expect("plain token");
         assert_eq!(a.name, "fleet-a");
         assert!(a.allows("probe-a17"));
         assert!(!a.allows("probe-b1"));
@@ -211,7 +248,7 @@ mod tests {
         let b = tokens.find("secret").expect("hashed token");
         assert!(b.allows("edge-7") && b.allows("lab-x") && !b.allows("edge-8"));
         assert_eq!(b.rate.map(|r| r.get()), Some(50));
-        assert!(tokens.find("secret-b").is_none());
+        assert!(tokens.find("secret-a").is_none());
         assert!(tokens.find("").is_none());
     }
 
@@ -219,7 +256,7 @@ mod tests {
     fn debug_output_hides_secrets() {
         let tokens = Tokens::from_toml_str(FILE).unwrap();
         let dbg = format!("{tokens:?}");
-        assert!(!dbg.contains("secret-a"));
+        assert!(!dbg.contains("secret-a"), "{dbg}");
         assert!(!dbg.contains("2bb80d53"));
     }
 
@@ -227,11 +264,15 @@ mod tests {
     fn bad_entries_are_named_by_position() {
         let cases = [
             ("[[tokens]]\nclients = [\"*\"]\n", "tokens[0]: one of token"),
-            ("[[tokens]]\ntoken = \"x\"\n", "tokens[0]: clients must list"),
+            ("[[tokens]]\ntoken = \"0123456789abcdef\"\n", "tokens[0]: clients must list"),
             ("[[tokens]]\nsha256 = \"zz\"\nclients = [\"*\"]\n", "tokens[0]: sha256 must be 64 hex"),
-            ("[[tokens]]\ntoken = \"x\"\nclients = [\"*\"]\nrate = 0\n", "tokens[0]: rate must be at least 1"),
-            ("[[tokens]]\ntoken = \"x\"\nclients = [\"*\"]\n[[tokens]]\ntoken = \"y\"\nsha256 = \"00\"\nclients = [\"*\"]\n", "tokens[1]: set either"),
-            ("[[tokens]]\ntoken = \"x\"\nclients = [\"a[\"]\n", "tokens[0]: clients pattern"),
+            ("[[tokens]]\ntoken = \"0123456789abcdef\"\nclients = [\"*\"]\nrate = 0\n", "tokens[0]: rate must be at least 1"),
+            ("[[tokens]]\ntoken = \"0123456789abcdef\"\nclients = [\"*\"]\n[[tokens]]\ntoken = \"y\"\nsha256 = \"00\"\nclients = [\"*\"]\n", "tokens[1]: set either"),
+            ("[[tokens]]\ntoken = \"0123456789abcdef\"\nclients = [\"a[\"]\n", "tokens[0]: clients pattern"),
+            ("[[tokens]]\ntoken = \"\"\nclients = [\"*\"]\n", "tokens[0]: token is empty"),
+            ("[[tokens]]\nname = \"n\"\ntoken = \"0123456789abcde\"\nclients = [\"*\"]\n", "tokens[0] (name \"n\"): token is shorter than 16 characters (15)"),
+            ("[[tokens]]\nsha256 = \"e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855\"\nclients = [\"*\"]\n", "tokens[0]: sha256 is the digest of the empty token"),
+            ("[[tokens]]\ntoken = \"0123456789abcdef\"\nclients = [\"*\"]\n[[tokens]]\ntoken = \"0123456789abcdefg\"\nclients = [\"edge-*\", \"\"]\n", "tokens[1]: clients holds an empty pattern"),
             ("", "the tokens file has no [[tokens]] entries"),
             ("# every token revoked\ntokens = []\n", "the tokens file has no [[tokens]] entries"),
         ];

@@ -2,11 +2,12 @@
 //! and splitting a body into events (one object, a JSON array, or NDJSON).
 
 use std::io::Read;
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{header, HeaderMap};
 use bytes::Bytes;
-use http_body_util::{BodyExt, LengthLimitError, Limited};
+use http_body_util::BodyExt;
 use serde_json::Value;
 
 use crate::error::{ApiError, Detail};
@@ -68,26 +69,58 @@ fn too_large(limit: usize) -> ApiError {
     ApiError::too_large(format!("request body exceeds the limit of {limit} bytes"))
 }
 
-/// Reads the body, failing as soon as more than `limit` bytes have arrived.
+/// Reads the body, failing as soon as more than `limit` bytes have arrived (or are
+/// announced). What is left of a refused body of at most four times `limit` is read and
+/// dropped in the background for up to `drain` so that the client, still sending, gets to
+/// read the 413 instead of a reset connection.
 pub async fn read_limited(
     headers: &HeaderMap,
-    body: Body,
+    mut body: Body,
     limit: usize,
+    drain: Duration,
 ) -> Result<Bytes, ApiError> {
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
+    let drain_max = limit.saturating_mul(4);
+    if let Some(n) = declared.filter(|n| *n > limit as u64) {
+        if n <= drain_max as u64 {
+            drain_later(body, drain_max, drain);
+        }
         return Err(too_large(limit));
     }
-    match Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err(too_large(limit)),
-        Err(e) => Err(ApiError::timeout(format!(
-            "request body could not be read: {e}"
-        ))),
+    let mut buf = Vec::with_capacity(declared.map_or(0, |n| n as usize));
+    while let Some(frame) = body.frame().await {
+        let frame =
+            frame.map_err(|e| ApiError::timeout(format!("request body could not be read: {e}")))?;
+        if let Ok(data) = frame.into_data() {
+            if buf.len() + data.len() > limit {
+                drain_later(
+                    body,
+                    drain_max.saturating_sub(buf.len() + data.len()),
+                    drain,
+                );
+                return Err(too_large(limit));
+            }
+            buf.extend_from_slice(&data);
+        }
     }
+    Ok(buf.into())
+}
+
+/// Reads and drops up to `max` more bytes of `body` for at most `within`, in the background.
+fn drain_later(mut body: Body, max: usize, within: Duration) {
+    tokio::spawn(tokio::time::timeout(within, async move {
+        let mut left = max;
+        while let Some(Ok(frame)) = body.frame().await {
+            let n = frame.data_ref().map_or(0, Bytes::len);
+            if n > left {
+                break;
+            }
+            left -= n;
+        }
+    }));
 }
 
 /// Inflates a gzip body, failing once the output passes `limit` bytes (bounded memory).
@@ -165,14 +198,26 @@ fn parse_json(body: &[u8], limit: EventLimit) -> Result<Vec<Value>, ApiError> {
     };
     match first {
         Some(b'[') => {
-            let events: Vec<Value> = serde_json::from_slice(body).map_err(invalid)?;
+            let mut de = serde_json::Deserializer::from_slice(body);
+            let mut over = None;
+            let events = serde::Deserializer::deserialize_seq(
+                &mut de,
+                BoundedEvents {
+                    max: limit.max(),
+                    over: &mut over,
+                },
+            );
+            if let Some(n) = over {
+                return Err(limit.refuse(n));
+            }
+            let events = events.map_err(invalid)?;
+            de.end().map_err(invalid)?;
             if events.is_empty() {
                 return Err(ApiError::invalid_events(
                     "the event array is empty",
                     Vec::new(),
                 ));
             }
-            limit.check(events.len())?;
             Ok(events)
         }
         Some(b'{') => Ok(vec![serde_json::from_slice(body).map_err(invalid)?]),
@@ -184,18 +229,53 @@ fn parse_json(body: &[u8], limit: EventLimit) -> Result<Vec<Value>, ApiError> {
     }
 }
 
+/// Reads a JSON array of at most `max` events while parsing: past `max`, the rest is only
+/// counted (nothing more is kept), so memory stays proportional to what may be admitted
+/// rather than to the element count of the body (`[0,0,0,...]`).
+struct BoundedEvents<'a> {
+    max: usize,
+    /// Set to the element count when the array holds more than `max`.
+    over: &'a mut Option<usize>,
+}
+
+impl<'de> serde::de::Visitor<'de> for BoundedEvents<'_> {
+    type Value = Vec<Value>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON array of events")
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<Value>, A::Error> {
+        let mut events = Vec::new();
+        while let Some(event) = seq.next_element::<Value>()? {
+            if events.len() == self.max {
+                let mut n = events.len() + 1;
+                drop(events);
+                while let Ok(Some(serde::de::IgnoredAny)) = seq.next_element() {
+                    n += 1;
+                }
+                *self.over = Some(n);
+                return Err(serde::de::Error::custom("too many events"));
+            }
+            events.push(event);
+        }
+        Ok(events)
+    }
+}
+
 fn parse_ndjson(body: &[u8], limit: EventLimit) -> Result<Vec<Value>, ApiError> {
-    let lines: Vec<&[u8]> = body
-        .split(|b| *b == b'\n')
-        .filter(|l| l.iter().any(|b| !b.is_ascii_whitespace()))
-        .collect();
-    if lines.is_empty() {
+    let lines = || {
+        body.split(|b| *b == b'\n')
+            .filter(|l| l.iter().any(|b| !b.is_ascii_whitespace()))
+    };
+    let n = lines().count();
+    if n == 0 {
         return Err(ApiError::invalid_json("request body is empty", Vec::new()));
     }
-    limit.check(lines.len())?;
-    let mut events = Vec::with_capacity(lines.len());
+    limit.check(n)?;
+    let mut events = Vec::with_capacity(n);
     let mut details = Vec::new();
-    for (index, line) in lines.into_iter().enumerate() {
+    for (index, line) in lines().enumerate() {
         match serde_json::from_slice::<Value>(line) {
             Ok(v) => events.push(v),
             Err(e) => details.push(Detail {
@@ -330,6 +410,26 @@ mod tests {
             2,
             "exactly the burst fits"
         );
+    }
+
+    #[test]
+    fn a_huge_array_is_refused_after_max_elements_and_counted() {
+        let mut body = b"[0".to_vec();
+        body.extend(",0".repeat(300_000).as_bytes());
+        body.push(b']');
+        let err = parse(&body, Format::Json, batch(1000)).unwrap_err();
+        assert_eq!(err.status, StatusCode::PAYLOAD_TOO_LARGE);
+        assert!(err.message.contains("300001 events"), "{}", err.message);
+        // past the limit a broken tail still answers 413, and a broken head 400
+        let err = parse(b"[{},{},{},{", Format::Json, batch(2)).unwrap_err();
+        assert_eq!(err.status, StatusCode::PAYLOAD_TOO_LARGE);
+        let err = parse(b"[{},{] ", Format::Json, batch(2)).unwrap_err();
+        assert_eq!(err.status, StatusCode::BAD_REQUEST);
+        let err = parse(b"[{},{}] x", Format::Json, batch(2)).unwrap_err();
+        assert_eq!(err.status, StatusCode::BAD_REQUEST, "trailing characters");
+        let deep = format!("[{}{}]", "[".repeat(10_000), "]".repeat(10_000));
+        let err = parse(deep.as_bytes(), Format::Json, batch(2)).unwrap_err();
+        assert_eq!(err.status, StatusCode::BAD_REQUEST, "recursion limit");
     }
 
     #[test]

@@ -51,12 +51,22 @@ pub struct Cli {
     /// How long to wait for JetStream to acknowledge a request's events.
     #[arg(long, env = "NETQOE_INGEST_ACK_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
     pub ack_timeout: Duration,
-    /// Time a client has to send the request headers.
+    /// Time a client has to send the request headers, in total (the connection is closed).
     #[arg(long, env = "NETQOE_INGEST_HEADER_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub header_timeout: Duration,
-    /// Time a client has to send the request body.
-    #[arg(long, env = "NETQOE_INGEST_BODY_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    /// Time a client has to send the whole request body, in total (408 after it).
+    #[arg(long, env = "NETQOE_INGEST_BODY_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub body_timeout: Duration,
+    /// Most events requests served at once; more are answered 503 with Retry-After.
+    #[arg(long, env = "NETQOE_INGEST_MAX_IN_FLIGHT", default_value_t = 256)]
+    pub max_in_flight: usize,
+    /// Most open API connections; more are answered 503 with Retry-After and closed.
+    #[arg(long, env = "NETQOE_INGEST_MAX_CONNECTIONS", default_value_t = 1024)]
+    pub max_connections: usize,
+    /// Longest a request waits for room in the window of unacknowledged publishes before
+    /// it is answered 503 with Retry-After (JetStream slower than the incoming events).
+    #[arg(long, env = "NETQOE_INGEST_PUBLISH_WAIT", default_value = "2s", value_parser = humantime::parse_duration)]
+    pub publish_wait: Duration,
     /// Longest a SIGTERM drain waits for in-flight requests.
     #[arg(long, env = "NETQOE_INGEST_SHUTDOWN_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
     pub shutdown_timeout: Duration,
@@ -75,8 +85,8 @@ pub struct Cli {
     pub log: LogArgs,
 }
 
-/// Where tokens come from.
-#[derive(Debug, Clone)]
+/// Where tokens come from. `Debug` never prints inline tokens.
+#[derive(Clone)]
 pub enum AuthSource {
     /// A tokens file, reloaded on SIGHUP.
     File(PathBuf),
@@ -86,8 +96,19 @@ pub enum AuthSource {
     Disabled,
 }
 
-/// Everything `run` needs besides its listeners.
-#[derive(Debug, Clone)]
+impl std::fmt::Debug for AuthSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AuthSource::File(path) => f.debug_tuple("File").field(path).finish(),
+            AuthSource::Inline(text) => write!(f, "Inline(<{} bytes redacted>)", text.len()),
+            AuthSource::Disabled => f.write_str("Disabled"),
+        }
+    }
+}
+
+/// Everything `run` needs besides its listeners. `Debug` redacts tokens and the password
+/// of the NATS URL.
+#[derive(Clone)]
 pub struct Settings {
     pub nats_url: String,
     pub auth: AuthSource,
@@ -98,6 +119,11 @@ pub struct Settings {
     pub ack_timeout: Duration,
     pub header_timeout: Duration,
     pub body_timeout: Duration,
+    pub max_in_flight: usize,
+    pub max_connections: usize,
+    pub publish_wait: Duration,
+    /// Unacknowledged publishes allowed across all requests.
+    pub ack_window: usize,
     pub shutdown_timeout: Duration,
     pub provision: bool,
     pub provision_options: netqoe_nats::ProvisionOptions,
@@ -117,7 +143,11 @@ impl Settings {
             max_batch: 1000,
             ack_timeout: Duration::from_secs(5),
             header_timeout: Duration::from_secs(10),
-            body_timeout: Duration::from_secs(30),
+            body_timeout: Duration::from_secs(10),
+            max_in_flight: 256,
+            max_connections: 1024,
+            publish_wait: Duration::from_secs(2),
+            ack_window: crate::publish::ACK_WINDOW,
             shutdown_timeout: Duration::from_secs(30),
             provision: true,
             provision_options: Default::default(),
@@ -140,6 +170,9 @@ impl Settings {
         if cli.max_batch == 0 || cli.max_body_bytes == 0 {
             return Err("--max-batch and --max-body-bytes must be at least 1".into());
         }
+        if cli.max_in_flight == 0 || cli.max_connections == 0 {
+            return Err("--max-in-flight and --max-connections must be at least 1".into());
+        }
         Ok(Settings {
             auth,
             rate: cli.rate,
@@ -149,6 +182,9 @@ impl Settings {
             ack_timeout: cli.ack_timeout,
             header_timeout: cli.header_timeout,
             body_timeout: cli.body_timeout,
+            max_in_flight: cli.max_in_flight,
+            max_connections: cli.max_connections,
+            publish_wait: cli.publish_wait,
             shutdown_timeout: cli.shutdown_timeout,
             provision: !cli.no_provision,
             provision_options: netqoe_nats::ProvisionOptions {
@@ -157,5 +193,66 @@ impl Settings {
             },
             ..Settings::new(&cli.nats.nats_url)
         })
+    }
+}
+
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settings")
+            .field("nats_url", &redact_url(&self.nats_url))
+            .field("auth", &self.auth)
+            .field("rate", &self.rate)
+            .field("burst", &self.burst)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .field("max_batch", &self.max_batch)
+            .field("ack_timeout", &self.ack_timeout)
+            .field("header_timeout", &self.header_timeout)
+            .field("body_timeout", &self.body_timeout)
+            .field("max_in_flight", &self.max_in_flight)
+            .field("max_connections", &self.max_connections)
+            .field("publish_wait", &self.publish_wait)
+            .field("ack_window", &self.ack_window)
+            .field("shutdown_timeout", &self.shutdown_timeout)
+            .field("provision", &self.provision)
+            .field("provision_options", &self.provision_options)
+            .field("readiness_interval", &self.readiness_interval)
+            .finish()
+    }
+}
+
+/// Each URL of a comma-separated list with the password (or token) of its user part hidden.
+fn redact_url(urls: &str) -> String {
+    urls.split(',')
+        .map(|url| {
+            let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+            match rest.split_once('@') {
+                Some((_user, host)) if scheme.is_empty() => format!("<redacted>@{host}"),
+                Some((_user, host)) => format!("{scheme}://<redacted>@{host}"),
+                None => url.to_string(),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_never_holds_tokens_or_passwords() {
+        let mut settings =
+            Settings::new("nats://ingest:hunter2-password@nats-1:4222,nats://nats-2:4222");
+        settings.auth = AuthSource::Inline(
+            "[[tokens]]\ntoken = \"plain-secret-token-0123\"\nclients = [\"*\"]\n".into(),
+        );
+        let dbg = format!("{settings:?}");
+        assert!(!dbg.contains("plain-secret-token-0123"), "{dbg}");
+        assert!(!dbg.contains("hunter2"), "{dbg}");
+        assert!(
+            dbg.contains("nats://<redacted>@nats-1:4222,nats://nats-2:4222"),
+            "{dbg}"
+        );
+        assert!(dbg.contains("Inline(<"), "{dbg}");
     }
 }

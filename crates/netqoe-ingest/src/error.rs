@@ -165,6 +165,10 @@ impl IntoResponse for ApiError {
         if let Some(budget) = &self.budget {
             insert_budget(headers, budget);
         }
+        if self.status == StatusCode::REQUEST_TIMEOUT {
+            // the rest of the body may still be on its way: do not read it as a next request
+            headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
         resp
     }
 }

@@ -6,7 +6,7 @@
 //! # async fn f() -> anyhow::Result<()> {
 //! use netqoe_ingest::{run, AuthSource, Settings};
 //! let mut settings = Settings::new("nats://127.0.0.1:4222");
-//! settings.auth = AuthSource::Inline("[[tokens]]\ntoken = \"t\"\nclients = [\"*\"]\n".into());
+//! settings.auth = AuthSource::Inline("[[tokens]]\ntoken = \"0123456789abcdef\"\nclients = [\"*\"]\n".into());
 //! let api = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
 //! let shutdown = tokio_util::sync::CancellationToken::new();
 //! run(settings, api, None, shutdown).await
@@ -25,6 +25,7 @@ pub mod metrics;
 pub mod publish;
 pub mod server;
 pub mod state;
+pub mod validate;
 
 use std::time::Duration;
 
@@ -54,7 +55,12 @@ pub async fn run(
     let client = netqoe_nats::connect(&settings.nats_url, "netqoe-ingest", false)
         .await
         .context("failed to set up the NATS client")?;
-    let publisher = publish::Publisher::new(client, settings.ack_timeout);
+    let publisher = publish::Publisher::new(
+        client,
+        settings.ack_timeout,
+        settings.ack_window,
+        settings.publish_wait,
+    );
     let state = AppState::new(settings.clone(), auth, publisher, shutdown.clone());
     self::metrics::describe();
 
@@ -78,9 +84,12 @@ pub async fn run(
     server::serve(
         api,
         app::app(state.clone()),
-        settings.header_timeout,
+        server::Limits {
+            header_timeout: settings.header_timeout,
+            max_connections: settings.max_connections,
+            drain: settings.shutdown_timeout,
+        },
         shutdown,
-        settings.shutdown_timeout,
     )
     .await;
     background.cancel();

@@ -163,10 +163,12 @@ mod tests {
 
     #[test]
     fn batches_cost_one_cell_per_event_and_report_the_bucket() {
-        let tokens =
-            Tokens::from_toml_str("[[tokens]]\ntoken = \"t\"\nclients = [\"*\"]\n").unwrap();
+        let tokens = Tokens::from_toml_str(
+            "[[tokens]]\ntoken = \"t-0123456789abcdef\"\nclients = [\"*\"]\n",
+        )
+        .unwrap();
         let limiter = Limiter::new(&tokens, nz(10), nz(20));
-        let t = tokens.find("t").unwrap();
+        let t = tokens.find("t-0123456789abcdef").unwrap();
         assert_eq!(limiter.burst_of(Some(&t)), 20);
         let budget = limiter.check(Some(&t), 15).expect("admitted");
         assert_eq!((budget.limit, budget.remaining), (20, 5));
@@ -191,13 +193,19 @@ mod tests {
     #[test]
     fn tokens_have_their_own_buckets_and_quotas() {
         let tokens = Tokens::from_toml_str(
-            "[[tokens]]\ntoken = \"a\"\nclients = [\"*\"]\n[[tokens]]\ntoken = \"b\"\nclients = [\"*\"]\nrate = 1\nburst = 3\n[[tokens]]\ntoken = \"c\"\nclients = [\"*\"]\nrate = 7\n",
+            "[[tokens]]\ntoken = \"a-0123456789abcdef\"\nclients = [\"*\"]\n[[tokens]]\ntoken = \"b-0123456789abcdef\"\nclients = [\"*\"]\nrate = 1\nburst = 3\n[[tokens]]\ntoken = \"c-0123456789abcdef\"\nclients = [\"*\"]\nrate = 7\n",
         )
         .unwrap();
         let limiter = Limiter::new(&tokens, nz(100), nz(100));
-        let (a, b) = (tokens.find("a").unwrap(), tokens.find("b").unwrap());
+        let (a, b) = (
+            tokens.find("a-0123456789abcdef").unwrap(),
+            tokens.find("b-0123456789abcdef").unwrap(),
+        );
         assert_eq!(limiter.burst_of(Some(&b)), 3);
-        assert_eq!(limiter.burst_of(tokens.find("c").as_deref()), 14);
+        assert_eq!(
+            limiter.burst_of(tokens.find("c-0123456789abcdef").as_deref()),
+            14
+        );
         assert_eq!(limiter.burst_of(None), 100);
         assert!(limiter.check(Some(&b), 3).is_ok());
         assert!(matches!(

@@ -12,6 +12,8 @@ pub const NATS_CONNECTED: &str = "netqoe_ingest_nats_connected";
 pub const STREAM_READY: &str = "netqoe_ingest_stream_ready";
 pub const TOKENS_LOADED: &str = "netqoe_ingest_tokens_loaded";
 pub const RELOADS: &str = "netqoe_ingest_reloads_total";
+pub const SHED: &str = "netqoe_ingest_shed_total";
+pub const TIMEOUTS: &str = "netqoe_ingest_request_timeouts_total";
 
 /// Registers help texts with the installed recorder.
 pub fn describe() {
@@ -42,6 +44,14 @@ pub fn describe() {
     describe_gauge!(STREAM_READY, "1 while QOE_EVENTS exists and is reachable");
     describe_gauge!(TOKENS_LOADED, "tokens in the active tokens file");
     describe_counter!(RELOADS, "tokens file reloads by result");
+    describe_counter!(
+        SHED,
+        "requests and connections refused with 503 because a limit was reached, by limit"
+    );
+    describe_counter!(
+        TIMEOUTS,
+        "requests whose headers or body did not arrive within their deadline, by phase"
+    );
     // Every series exists from the start, at zero, so alerts on rates see it before the
     // first occurrence.
     for name in [EVENTS_ACCEPTED, EVENTS_DUPLICATE, EVENTS_RATE_LIMITED] {
@@ -54,8 +64,17 @@ pub fn describe() {
         "stream_full",
         "ack_timeout",
         "refused",
+        "publish_busy",
+        "overloaded",
+        "body_timeout",
     ] {
         metrics::counter!(EVENTS_REJECTED, "reason" => reason).increment(0);
+    }
+    for limit in ["connections", "requests", "publish"] {
+        metrics::counter!(SHED, "limit" => limit).increment(0);
+    }
+    for phase in ["header", "body"] {
+        metrics::counter!(TIMEOUTS, "phase" => phase).increment(0);
     }
     for result in ["ok", "error"] {
         metrics::counter!(RELOADS, "result" => result).increment(0);

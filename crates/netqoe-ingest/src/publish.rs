@@ -2,7 +2,9 @@
 //!
 //! Every event of a request is handed to the client first and the acks are awaited together,
 //! so a request of N events costs about one round trip, not N. A process-wide semaphore bounds
-//! the acks in flight below what async-nats allows. A failure of any ack fails the request
+//! the acks in flight below what async-nats allows; a request waits for room in that window
+//! at most `publish_wait`, then is refused (503) so that a slow JetStream sheds load instead
+//! of queueing requests for ever. A failure of any ack fails the request
 //! (503): the client retries the whole batch and JetStream's duplicate window (keyed by
 //! `Nats-Msg-Id`) keeps the events that did land from being stored twice.
 
@@ -42,6 +44,8 @@ pub enum PublishError {
     Timeout(Duration),
     #[error("JetStream refused the event: {0}")]
     Refused(String),
+    #[error("JetStream is acknowledging slower than events arrive (no room in the publish window within {0:?})")]
+    Busy(Duration),
 }
 
 impl PublishError {
@@ -52,6 +56,7 @@ impl PublishError {
             PublishError::StreamFull => "stream_full",
             PublishError::Timeout(_) => "ack_timeout",
             PublishError::Refused(_) => "refused",
+            PublishError::Busy(_) => "publish_busy",
         }
     }
 }
@@ -62,17 +67,29 @@ pub struct Publisher {
     client: async_nats::Client,
     js: jetstream::Context,
     window: Arc<Semaphore>,
+    window_size: usize,
+    window_wait: Duration,
     ack_timeout: Duration,
 }
 
 impl Publisher {
-    pub fn new(client: async_nats::Client, ack_timeout: Duration) -> Publisher {
+    /// A publisher with at most `window` unacknowledged events across all requests, each
+    /// request waiting at most `window_wait` for room.
+    pub fn new(
+        client: async_nats::Client,
+        ack_timeout: Duration,
+        window: usize,
+        window_wait: Duration,
+    ) -> Publisher {
         let mut js = jetstream::new(client.clone());
         js.set_timeout(ack_timeout);
+        let window_size = window.clamp(1, Semaphore::MAX_PERMITS.min(u32::MAX as usize));
         Publisher {
             client,
             js,
-            window: Arc::new(Semaphore::new(ACK_WINDOW)),
+            window: Arc::new(Semaphore::new(window_size)),
+            window_size,
+            window_wait,
             ack_timeout,
         }
     }
@@ -95,11 +112,10 @@ impl Publisher {
         if !self.connected() {
             return Err(PublishError::Disconnected);
         }
-        let permits = events.len().clamp(1, ACK_WINDOW) as u32;
-        let _permits = self
-            .window
-            .acquire_many(permits)
+        let permits = u32::try_from(events.len().clamp(1, self.window_size)).unwrap_or(u32::MAX);
+        let _permits = tokio::time::timeout(self.window_wait, self.window.acquire_many(permits))
             .await
+            .map_err(|_| PublishError::Busy(self.window_wait))?
             .map_err(|_| PublishError::Disconnected)?;
         let mut acks = Vec::with_capacity(events.len());
         for e in events {

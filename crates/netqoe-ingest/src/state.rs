@@ -72,8 +72,9 @@ impl Auth {
         let Some(tokens) = &self.tokens else {
             return Ok(None);
         };
-        let presented =
-            presented.ok_or("missing bearer token: send Authorization: Bearer <token>")?;
+        let presented = presented
+            .filter(|p| !p.is_empty())
+            .ok_or("missing bearer token: send Authorization: Bearer <token>")?;
         tokens
             .find(presented)
             .map(Some)
@@ -87,6 +88,8 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     auth: Arc<RwLock<Arc<Auth>>>,
     pub publisher: Publisher,
+    /// Permits of the events requests served at once (`--max-in-flight`).
+    pub in_flight: Arc<tokio::sync::Semaphore>,
     ready: Arc<AtomicBool>,
     /// Cancelled when the service starts draining.
     pub shutdown: CancellationToken,
@@ -99,7 +102,13 @@ impl AppState {
         publisher: Publisher,
         shutdown: CancellationToken,
     ) -> AppState {
+        let in_flight = Arc::new(tokio::sync::Semaphore::new(
+            settings
+                .max_in_flight
+                .clamp(1, tokio::sync::Semaphore::MAX_PERMITS),
+        ));
         let state = AppState {
+            in_flight,
             settings: Arc::new(settings),
             auth: Arc::new(RwLock::new(Arc::new(auth))),
             publisher,

@@ -15,7 +15,9 @@ fn gzip(bytes: &[u8]) -> Vec<u8> {
 #[tokio::test]
 async fn accepts_objects_arrays_ndjson_and_gzip_after_the_ack() {
     let ingest = Ingest::start().await;
-    let (status, body, _) = ingest.post(Some("token-a"), &event("probe-a1")).await;
+    let (status, body, _) = ingest
+        .post(Some("token-a-0123456789"), &event("probe-a1"))
+        .await;
     assert_eq!(status, 202, "{body}");
     assert_eq!(
         body,
@@ -23,14 +25,14 @@ async fn accepts_objects_arrays_ndjson_and_gzip_after_the_ack() {
     );
 
     let batch: Vec<Value> = (0..5).map(|_| event("probe-a2")).collect();
-    let (status, body, _) = ingest.post(Some("token-a"), &json!(batch)).await;
+    let (status, body, _) = ingest.post(Some("token-a-0123456789"), &json!(batch)).await;
     assert_eq!((status, body["accepted"].as_u64()), (202, Some(5)));
 
     let ndjson: String = (0..3).map(|_| format!("{}\n", event("probe-a3"))).collect();
     let resp = ingest
         .http
         .post(ingest.url("/events"))
-        .bearer_auth("token-a")
+        .bearer_auth("token-a-0123456789")
         .header("content-type", "application/x-ndjson")
         .header("content-encoding", "gzip")
         .body(gzip(ndjson.as_bytes()))
@@ -46,7 +48,7 @@ async fn accepts_objects_arrays_ndjson_and_gzip_after_the_ack() {
     e["recv_ts_ms"] = json!(1);
     e["error_stage"] = json!("TLS");
     e["colour"] = json!("blue");
-    let (status, body, _) = ingest.post(Some("token-a"), &e).await;
+    let (status, body, _) = ingest.post(Some("token-a-0123456789"), &e).await;
     assert_eq!(status, 202);
     assert_eq!(
         body["warnings"],
@@ -78,8 +80,8 @@ async fn accepts_objects_arrays_ndjson_and_gzip_after_the_ack() {
 async fn duplicates_are_stored_once_and_reported() {
     let ingest = Ingest::start().await;
     let e = event("probe-a1");
-    let (s1, b1, _) = ingest.post(Some("token-a"), &e).await;
-    let (s2, b2, _) = ingest.post(Some("token-a"), &e).await;
+    let (s1, b1, _) = ingest.post(Some("token-a-0123456789"), &e).await;
+    let (s2, b2, _) = ingest.post(Some("token-a-0123456789"), &e).await;
     assert_eq!((s1, s2), (202, 202));
     assert_eq!(b1, json!({"accepted": 1, "duplicates": 0, "warnings": []}));
     assert_eq!(b2, json!({"accepted": 0, "duplicates": 1, "warnings": []}));
@@ -110,7 +112,7 @@ async fn auth_type_size_and_validation_errors_name_the_problem() {
     let resp = ingest
         .http
         .post(ingest.url("/api/v1/events"))
-        .bearer_auth("token-a")
+        .bearer_auth("token-a-0123456789")
         .header("content-type", "text/plain")
         .body("hello")
         .send()
@@ -125,7 +127,7 @@ async fn auth_type_size_and_validation_errors_name_the_problem() {
     let resp = ingest
         .http
         .post(ingest.url("/api/v1/events"))
-        .bearer_auth("token-a")
+        .bearer_auth("token-a-0123456789")
         .header("content-encoding", "br")
         .body("{}")
         .send()
@@ -136,7 +138,7 @@ async fn auth_type_size_and_validation_errors_name_the_problem() {
     let resp = ingest
         .http
         .post(ingest.url("/api/v1/events"))
-        .bearer_auth("token-a")
+        .bearer_auth("token-a-0123456789")
         .header("content-type", "application/json")
         .body("{\"schema_version\": ")
         .send()
@@ -150,7 +152,9 @@ async fn auth_type_size_and_validation_errors_name_the_problem() {
     bad["timings"]["dns_ms"] = json!(-4);
     bad["http_status"] = json!(42);
     let good = event("probe-a1");
-    let (status, body, _) = ingest.post(Some("token-a"), &json!([good, bad])).await;
+    let (status, body, _) = ingest
+        .post(Some("token-a-0123456789"), &json!([good, bad]))
+        .await;
     assert_eq!(status, 400, "{body}");
     assert_eq!(body["error"], "invalid_events");
     let details = body["details"].as_array().unwrap();
@@ -183,7 +187,7 @@ async fn auth_type_size_and_validation_errors_name_the_problem() {
 async fn a_token_cannot_submit_for_other_clients() {
     let ingest = Ingest::start().await;
     let batch = json!([event("probe-a1"), event("probe-b1")]);
-    let (status, body, _) = ingest.post(Some("token-a"), &batch).await;
+    let (status, body, _) = ingest.post(Some("token-a-0123456789"), &batch).await;
     assert_eq!(status, 403, "{body}");
     assert_eq!(body["error"], "forbidden");
     assert_eq!(body["details"][0]["index"], 1);
@@ -203,7 +207,7 @@ async fn oversized_bodies_and_batches_get_413() {
     let resp = ingest
         .http
         .post(ingest.url("/api/v1/events"))
-        .bearer_auth("token-a")
+        .bearer_auth("token-a-0123456789")
         .header("content-type", "application/json")
         .body(big)
         .send()
@@ -222,7 +226,7 @@ async fn oversized_bodies_and_batches_get_413() {
     let resp = ingest
         .http
         .post(ingest.url("/api/v1/events"))
-        .bearer_auth("token-a")
+        .bearer_auth("token-a-0123456789")
         .header("content-encoding", "gzip")
         .body(bomb)
         .send()
@@ -236,7 +240,7 @@ async fn oversized_bodies_and_batches_get_413() {
     );
 
     let batch: Vec<Value> = (0..1001).map(|_| event("probe-a1")).collect();
-    let (status, body, _) = ingest.post(Some("token-a"), &json!(batch)).await;
+    let (status, body, _) = ingest.post(Some("token-a-0123456789"), &json!(batch)).await;
     assert_eq!(status, 413);
     assert!(body["message"].as_str().unwrap().contains("1001"), "{body}");
     assert_eq!(ingest.stored().await, 0);
@@ -248,18 +252,22 @@ async fn rate_limits_count_events_and_say_when_to_retry() {
     let ingest = Ingest::start().await;
     let (status, _, _) = ingest
         .post(
-            Some("token-slow"),
+            Some("token-slow-0123456789"),
             &json!([event("x1"), event("x1"), event("x1")]),
         )
         .await;
     assert_eq!(status, 202);
-    let (status, body, headers) = ingest.post(Some("token-slow"), &event("x1")).await;
+    let (status, body, headers) = ingest
+        .post(Some("token-slow-0123456789"), &event("x1"))
+        .await;
     assert_eq!(status, 429, "{body}");
     assert_eq!(body["error"], "rate_limited");
     let retry: u64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
     assert!((1..=2).contains(&retry), "retry-after {retry}");
     // other tokens have their own buckets
-    let (status, _, _) = ingest.post(Some("token-any"), &event("x1")).await;
+    let (status, _, _) = ingest
+        .post(Some("token-any-0123456789"), &event("x1"))
+        .await;
     assert_eq!(status, 202);
     assert_eq!(ingest.stored().await, 4);
     ingest.stop().await;
@@ -290,7 +298,7 @@ async fn concurrent_clients_land_every_event_exactly_once() {
                 };
                 let resp = http
                     .post(&url)
-                    .bearer_auth("token-any")
+                    .bearer_auth("token-any-0123456789")
                     .json(&body)
                     .send()
                     .await

@@ -27,7 +27,7 @@ async fn schemathesis_finds_no_5xx_and_no_schema_mismatch() {
             .args(["--base-url", &base])
             .args(["--checks", "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance"])
             .args(["--hypothesis-max-examples", "40", "--hypothesis-derandomize", "--hypothesis-deadline", "5000"])
-            .args(["-H", "Authorization: Bearer token-any"])
+            .args(["-H", "Authorization: Bearer token-any-0123456789"])
             .env("SCHEMATHESIS_TELEMETRY", "false")
             .env("HYPOTHESIS_STORAGE_DIRECTORY", &storage_path)
             .output()

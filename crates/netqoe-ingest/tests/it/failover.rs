@@ -9,7 +9,9 @@ use crate::support::{event, Ingest};
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn nats_down_means_503_and_not_ready_then_recovers() {
     let mut ingest = Ingest::start().await;
-    let (status, _, _) = ingest.post(Some("token-a"), &event("probe-a1")).await;
+    let (status, _, _) = ingest
+        .post(Some("token-a-0123456789"), &event("probe-a1"))
+        .await;
     assert_eq!(status, 202);
 
     let stopped_at = std::time::Instant::now();
@@ -19,7 +21,9 @@ async fn nats_down_means_503_and_not_ready_then_recovers() {
         not_ready_after < Duration::from_secs(5),
         "readyz took {not_ready_after:?}"
     );
-    let (status, body, headers) = ingest.post(Some("token-a"), &event("probe-a1")).await;
+    let (status, body, headers) = ingest
+        .post(Some("token-a-0123456789"), &event("probe-a1"))
+        .await;
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["error"], "unavailable");
     assert!(headers.contains_key("retry-after"));
@@ -30,7 +34,7 @@ async fn nats_down_means_503_and_not_ready_then_recovers() {
     let e = event("probe-a1");
     let mut status = 0;
     for _ in 0..50 {
-        status = ingest.post(Some("token-a"), &e).await.0;
+        status = ingest.post(Some("token-a-0123456789"), &e).await.0;
         if status == 202 {
             break;
         }
@@ -52,7 +56,7 @@ async fn a_full_stream_answers_503() {
     let mut last = (0, json!(null));
     for _ in 0..100 {
         let batch: Vec<_> = (0..5).map(|_| event("probe-a1")).collect();
-        let (status, body, _) = ingest.post(Some("token-a"), &json!(batch)).await;
+        let (status, body, _) = ingest.post(Some("token-a-0123456789"), &json!(batch)).await;
         last = (status, body);
         if status != 202 {
             break;

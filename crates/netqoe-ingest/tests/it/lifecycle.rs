@@ -21,7 +21,7 @@ async fn during_the_drain_in_flight_requests_finish_and_new_ones_get_503() {
     let addr = ingest.base.trim_start_matches("http://").to_string();
     let mut slow = tokio::net::TcpStream::connect(&addr).await.unwrap();
     let request = format!(
-        "POST /api/v1/events HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer token-a\r\n\
+        "POST /api/v1/events HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer token-a-0123456789\r\n\
          Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{head}",
         body.len()
     );
@@ -35,7 +35,7 @@ async fn during_the_drain_in_flight_requests_finish_and_new_ones_get_503() {
     let fresh = reqwest::Client::new();
     let resp = fresh
         .post(ingest.url("/api/v1/events"))
-        .bearer_auth("token-a")
+        .bearer_auth("token-a-0123456789")
         .json(&event("probe-a1"))
         .send()
         .await
@@ -123,7 +123,11 @@ fn the_binary_refuses_an_empty_tokens_file_and_unadmittable_batches() {
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(text.contains("no [[tokens]] entries"), "{text}");
 
-    std::fs::write(&tokens, "[[tokens]]\ntoken = \"t\"\nclients = [\"*\"]\n").unwrap();
+    std::fs::write(
+        &tokens,
+        "[[tokens]]\ntoken = \"t-0123456789abcdef\"\nclients = [\"*\"]\n",
+    )
+    .unwrap();
     let mut child = spawn_ingest(
         &[
             &listen[..],
@@ -172,7 +176,11 @@ async fn sighup_with_an_empty_tokens_file_keeps_the_previous_tokens() {
     let dir = tempfile::tempdir().unwrap();
     let tokens = dir.path().join("tokens.toml");
     let log = dir.path().join("ingest.log");
-    std::fs::write(&tokens, "[[tokens]]\ntoken = \"old\"\nclients = [\"*\"]\n").unwrap();
+    std::fs::write(
+        &tokens,
+        "[[tokens]]\ntoken = \"old-0123456789abcdef\"\nclients = [\"*\"]\n",
+    )
+    .unwrap();
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");
     let metrics = format!("127.0.0.1:{}", free_port());
@@ -200,7 +208,7 @@ async fn sighup_with_an_empty_tokens_file_keeps_the_previous_tokens() {
         assert!(start.elapsed() < Duration::from_secs(15), "never ready");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert_eq!(post_status(&http, &url, "old").await, 202);
+    assert_eq!(post_status(&http, &url, "old-0123456789abcdef").await, 202);
 
     let hup = |pid: u32| {
         let ok = Command::new("kill")
@@ -217,17 +225,21 @@ async fn sighup_with_an_empty_tokens_file_keeps_the_previous_tokens() {
     assert!(text.contains("no [[tokens]] entries"), "{text}");
     assert!(text.contains("ERROR"), "logged as an error: {text}");
     assert_eq!(
-        post_status(&http, &url, "old").await,
+        post_status(&http, &url, "old-0123456789abcdef").await,
         202,
         "the previous tokens stay active"
     );
 
     // a usable file is taken on the next SIGHUP
-    std::fs::write(&tokens, "[[tokens]]\ntoken = \"new\"\nclients = [\"*\"]\n").unwrap();
+    std::fs::write(
+        &tokens,
+        "[[tokens]]\ntoken = \"new-0123456789abcdef\"\nclients = [\"*\"]\n",
+    )
+    .unwrap();
     hup(child.id());
     wait_for_log(&log, "tokens and limits reloaded", 1).await;
-    assert_eq!(post_status(&http, &url, "new").await, 202);
-    assert_eq!(post_status(&http, &url, "old").await, 401);
+    assert_eq!(post_status(&http, &url, "new-0123456789abcdef").await, 202);
+    assert_eq!(post_status(&http, &url, "old-0123456789abcdef").await, 401);
 
     let _ = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])

@@ -23,7 +23,9 @@ async fn a_request_larger_than_the_burst_gets_413_saying_how_many_fit() {
     let ingest = Ingest::start().await;
     // token-slow: rate 1/s, burst 3
     let four: Vec<Value> = (0..4).map(|_| event("x1")).collect();
-    let (status, body, headers) = ingest.post(Some("token-slow"), &json!(four)).await;
+    let (status, body, headers) = ingest
+        .post(Some("token-slow-0123456789"), &json!(four))
+        .await;
     assert_eq!(status, 413, "{body}");
     assert_eq!(body["error"], "too_many_events");
     assert_eq!(body["max_events"], 3);
@@ -37,12 +39,14 @@ async fn a_request_larger_than_the_burst_gets_413_saying_how_many_fit() {
     // 413 comes before 400: invalid events in an oversized request still get 413
     let mut bad = four.clone();
     bad[0]["http_status"] = json!(42);
-    let (status, body, _) = ingest.post(Some("token-slow"), &json!(bad)).await;
+    let (status, body, _) = ingest
+        .post(Some("token-slow-0123456789"), &json!(bad))
+        .await;
     assert_eq!((status, body["max_events"].as_u64()), (413, Some(3)));
 
     // the refused requests spent nothing: a batch of exactly the burst passes at once
     let (status, body, headers) = ingest
-        .post(Some("token-slow"), &json!(four[..3].to_vec()))
+        .post(Some("token-slow-0123456789"), &json!(four[..3].to_vec()))
         .await;
     assert_eq!(status, 202, "{body}");
     assert_eq!(header(&headers, "ratelimit-limit"), 3);
@@ -50,7 +54,7 @@ async fn a_request_larger_than_the_burst_gets_413_saying_how_many_fit() {
     assert!((2..=3).contains(&header(&headers, "ratelimit-reset")));
 
     // the next event can pass later: 429 with Retry-After and the bucket's state
-    let (status, body, headers) = ingest.post(Some("token-slow"), &four[3]).await;
+    let (status, body, headers) = ingest.post(Some("token-slow-0123456789"), &four[3]).await;
     assert_eq!(status, 429, "{body}");
     assert_eq!(header(&headers, "retry-after"), 1);
     assert_eq!(header(&headers, "ratelimit-limit"), 3);
@@ -59,7 +63,9 @@ async fn a_request_larger_than_the_burst_gets_413_saying_how_many_fit() {
 
     // more than --max-batch: 413 with max_events = --max-batch
     let many: Vec<Value> = (0..1001).map(|_| event("x2")).collect();
-    let (status, body, _) = ingest.post(Some("token-any"), &json!(many)).await;
+    let (status, body, _) = ingest
+        .post(Some("token-any-0123456789"), &json!(many))
+        .await;
     assert_eq!(status, 413, "{body}");
     assert_eq!(body["error"], "too_many_events");
     assert_eq!(body["max_events"], 1000);
@@ -78,7 +84,7 @@ async fn accepted_requests_report_the_token_s_bucket() {
     })
     .await;
     let batch: Vec<Value> = (0..250).map(|_| event("probe-a1")).collect();
-    let (status, body, headers) = ingest.post(Some("token-a"), &json!(batch)).await;
+    let (status, body, headers) = ingest.post(Some("token-a-0123456789"), &json!(batch)).await;
     assert_eq!(status, 202, "{body}");
     assert_eq!(header(&headers, "ratelimit-limit"), 1000);
     let remaining = header(&headers, "ratelimit-remaining");
@@ -92,8 +98,8 @@ async fn accepted_requests_report_the_token_s_bucket() {
 async fn ingest_refuses_to_start_when_no_token_admits_a_full_batch() {
     let mut settings = netqoe_ingest::Settings::new("nats://127.0.0.1:1");
     settings.auth = netqoe_ingest::AuthSource::Inline(
-        "[[tokens]]\ntoken = \"a\"\nclients = [\"*\"]\nburst = 300\n\
-         [[tokens]]\ntoken = \"b\"\nclients = [\"*\"]\nrate = 50\n"
+        "[[tokens]]\ntoken = \"a-0123456789abcdef\"\nclients = [\"*\"]\nburst = 300\n\
+         [[tokens]]\ntoken = \"b-0123456789abcdef\"\nclients = [\"*\"]\nrate = 50\n"
             .into(),
     );
     settings.max_batch = 1000;
@@ -117,7 +123,11 @@ async fn ingest_refuses_to_start_when_no_token_admits_a_full_batch() {
 fn the_default_limits_work_together() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("tokens.toml");
-    std::fs::write(&path, "[[tokens]]\ntoken = \"t\"\nclients = [\"*\"]\n").unwrap();
+    std::fs::write(
+        &path,
+        "[[tokens]]\ntoken = \"t-0123456789abcdef\"\nclients = [\"*\"]\n",
+    )
+    .unwrap();
     let cli =
         netqoe_ingest::Cli::parse_from(["netqoe-ingest", "--tokens-file", path.to_str().unwrap()]);
     assert_eq!(

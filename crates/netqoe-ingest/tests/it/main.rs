@@ -3,6 +3,8 @@
 mod api;
 mod contract;
 mod failover;
+mod hardening;
+mod hostile;
 mod lifecycle;
 mod limits;
 mod support;

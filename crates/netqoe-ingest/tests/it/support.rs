@@ -12,17 +12,17 @@ use tokio_util::sync::CancellationToken;
 pub const TOKENS: &str = r#"
 [[tokens]]
 name = "fleet-a"
-token = "token-a"
+token = "token-a-0123456789"
 clients = ["probe-a*"]
 
 [[tokens]]
 name = "anyone"
-token = "token-any"
+token = "token-any-0123456789"
 clients = ["*"]
 
 [[tokens]]
 name = "slow"
-token = "token-slow"
+token = "token-slow-0123456789"
 clients = ["*"]
 rate = 1
 burst = 3
