@@ -64,11 +64,11 @@ pub struct UpArgs {
     #[arg(long, env = "NETQOE_DEMO_INGEST_PORT", default_value_t = 18081)]
     pub ingest_port: u16,
     /// The live probes measure a healthy lab for this long before its fault goes on.
-    #[arg(long, env = "NETQOE_DEMO_LIVE_HEALTHY", default_value = "60s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "NETQOE_DEMO_LIVE_HEALTHY", default_value = "30s", value_parser = humantime::parse_duration)]
     pub live_healthy: Duration,
     /// The diagnoser runs once the lab's fault has been on at least this long (and the history
     /// is merged); the fault stays on afterwards.
-    #[arg(long, env = "NETQOE_DEMO_LIVE_FAULT", default_value = "120s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "NETQOE_DEMO_LIVE_FAULT", default_value = "200s", value_parser = humantime::parse_duration)]
     pub live_fault: Duration,
     /// Precision below which the evaluation fails (passed to `netqoe-diagnoser evaluate`).
     #[arg(long, env = "NETQOE_DEMO_MIN_PRECISION", default_value_t = 0.9)]

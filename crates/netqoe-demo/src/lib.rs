@@ -3,11 +3,13 @@
 //!
 //! `up` starts nats-server and PostgreSQL (from the test support, on demo ports that never
 //! clash with services on 4222/5432), migrates, starts ingest, the aggregator, the lab and two
-//! live probes as processes of their own, sends a scenario with injected incidents through
+//! live probes as processes of their own, gives the live series hours of history copied from
+//! real measurements of the healthy lab, sends a scenario with injected incidents through
 //! ingest, switches a lab fault on, runs the diagnoser (run, evaluate, report) and prints a
 //! summary; the stack stays up. Every started process is recorded in `state.json` with its
 //! start time, so `down` stops exactly those processes and nothing else.
 
+pub mod backfill;
 pub mod config;
 pub mod down;
 pub mod files;

@@ -72,10 +72,14 @@ pub fn set_faults(lab: SocketAddr, faults: &str) -> Result<()> {
     Ok(())
 }
 
-/// `time to first byte p50 2 ms before, 603 ms since` from the live target's mean
+/// `time to first byte p50 2.4 ms before, 603 ms since` from the live target's mean
 /// per-minute medians before and since the fault.
 pub fn ttfb_shift(before: Option<f64>, after: Option<f64>) -> String {
-    let ms = |v: Option<f64>| v.map_or_else(|| "n/a".to_string(), |v| format!("{v:.0} ms"));
+    let ms = |v: Option<f64>| match v {
+        None => "n/a".to_string(),
+        Some(v) if v < 10.0 => format!("{v:.1} ms"),
+        Some(v) => format!("{v:.0} ms"),
+    };
     format!(
         "time to first byte p50 {} before, {} since",
         ms(before),
@@ -91,7 +95,7 @@ mod tests {
     fn the_shift_reads_as_a_sentence() {
         assert_eq!(
             ttfb_shift(Some(2.4), Some(603.0)),
-            "time to first byte p50 2 ms before, 603 ms since"
+            "time to first byte p50 2.4 ms before, 603 ms since"
         );
         assert_eq!(
             ttfb_shift(None, Some(603.0)),

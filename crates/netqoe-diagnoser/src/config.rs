@@ -131,6 +131,14 @@ pub struct EvaluateArgs {
     /// Print the scores as JSON instead of a table.
     #[arg(long, env = "NETQOE_DIAGNOSER_EVALUATE_JSON")]
     pub json: bool,
+    /// Leave the incidents and windows of this target out of the scores (repeatable, or
+    /// comma-separated): real probes measuring beside a generated scenario.
+    #[arg(
+        long = "exclude-target",
+        env = "NETQOE_DIAGNOSER_EXCLUDE_TARGETS",
+        value_delimiter = ','
+    )]
+    pub exclude_targets: Vec<String>,
 }
 
 /// Validated settings of `run`.

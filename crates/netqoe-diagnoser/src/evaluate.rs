@@ -217,8 +217,15 @@ pub async fn run(pool: &PgPool, args: &EvaluateArgs) -> Result<bool, Error> {
     let text = std::fs::read_to_string(&args.truth)?;
     let truth: Vec<InjectedIncident> = serde_json::from_str(&text)
         .map_err(|e| Error::Input(format!("{}: {e}", args.truth.display())))?;
-    let found = q::incidents(pool).await?;
-    let (false_minutes, healthy) = q::outside_truth(pool, &truth, SLACK_MS).await?;
+    let excluded =
+        |t: &Option<String>| t.as_ref().is_some_and(|t| args.exclude_targets.contains(t));
+    let found: Vec<Found> = q::incidents(pool)
+        .await?
+        .into_iter()
+        .filter(|f| !excluded(&f.target))
+        .collect();
+    let (false_minutes, healthy) =
+        q::outside_truth(pool, &truth, SLACK_MS, &args.exclude_targets).await?;
     let scores = score(&truth, &found, false_minutes, healthy);
     if args.json {
         println!(

@@ -226,6 +226,11 @@ pub async fn run_once(settings: &Settings, pool: &PgPool) -> Result<Outcome, Err
         store::set_watermark(&mut tx, watermark, run_at).await?;
     }
     tx.commit().await?;
+    for g in &changes.insert {
+        ::metrics::counter!(metrics::INCIDENTS_OPENED,
+            "label" => g.entity.0.as_str(), "severity" => g.peak.as_str())
+        .increment(1);
+    }
     Ok(Outcome {
         range: Some((from, replace_until)),
         windows,

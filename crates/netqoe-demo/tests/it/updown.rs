@@ -78,7 +78,11 @@ fn up_twice_then_down_leaves_nothing_running_and_system_ports_alone() {
     let second = demo(&home, &SMALL);
     assert!(ran(&second), "second up failed");
     let stdout = String::from_utf8_lossy(&second.stdout);
-    assert!(stdout.contains("[1/14] stop a previous demo under the home: stopped its"));
+    let first_step = format!(
+        "[1/{}] stop a previous demo under the home: stopped its",
+        netqoe_demo::up::STEPS
+    );
+    assert!(stdout.contains(&first_step), "{first_step}");
     for line in [
         "events ingested",
         "windows written",

@@ -35,11 +35,12 @@ pub async fn incidents(pool: &PgPool) -> Result<Vec<Found>, Error> {
 
 /// (anomalous windows outside the truth, windows outside the truth). A window is inside an
 /// injected incident when its series belongs to the incident's entity and it starts within
-/// `[start − slack, end + slack)`.
+/// `[start − slack, end + slack)`. Windows of the `excluded` targets are left out.
 pub async fn outside_truth(
     pool: &PgPool,
     truth: &[InjectedIncident],
     slack_ms: i64,
+    excluded: &[String],
 ) -> Result<(i64, i64), Error> {
     let clients: Vec<Option<&str>> = truth.iter().map(|t| t.client_id.as_deref()).collect();
     let targets: Vec<Option<&str>> = truth.iter().map(|t| t.target.as_deref()).collect();
@@ -50,12 +51,14 @@ pub async fn outside_truth(
             AS t(c, tg, s, e)) \
          SELECT count(*) FILTER (WHERE a.diagnosis_label IS NOT NULL), count(*) FROM agg_1m a \
          WHERE NOT EXISTS (SELECT 1 FROM t WHERE (t.c IS NULL OR t.c = a.client_id) \
-           AND (t.tg IS NULL OR t.tg = a.target) AND a.window_start_ts >= t.s AND a.window_start_ts < t.e)",
+           AND (t.tg IS NULL OR t.tg = a.target) AND a.window_start_ts >= t.s AND a.window_start_ts < t.e) \
+           AND a.target <> ALL($5::text[])",
     )
     .bind(clients)
     .bind(targets)
     .bind(starts)
     .bind(ends)
+    .bind(excluded)
     .fetch_one(pool)
     .await?;
     Ok((row.get(0), row.get(1)))

@@ -144,6 +144,12 @@ async fn evaluate_scores_incidents_against_the_truth_and_fails_below_thresholds(
             }
         }));
     }
+    // A real probe beside the scenario: its fault is in no truth file.
+    rows.extend(series("edge-0", "lab.example:443", 0..180, 0.05, |m, w| {
+        if (60..80).contains(&m) {
+            w.ttfb += 500.0;
+        }
+    }));
     db.insert(&rows).await?;
     assert!(diagnoser(&db, &["run"])?.status.success());
     let injected = |label: &str, from: i64, to: i64| {
@@ -156,7 +162,25 @@ async fn evaluate_scores_incidents_against_the_truth_and_fails_below_thresholds(
         &truth,
         serde_json::to_string(&vec![injected("connect", 120, 140)])?,
     )?;
-    let out = diagnoser(&db, &["evaluate", "--truth", truth.to_str().unwrap()])?;
+    let truth_arg = truth.to_str().unwrap();
+    let out = diagnoser(&db, &["evaluate", "--truth", truth_arg, "--json"])?;
+    assert_eq!(
+        out.status.code(),
+        Some(5),
+        "the lab's incident counts as false"
+    );
+    let scores: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    assert_eq!(scores["precision"], 0.5);
+    let out = diagnoser(
+        &db,
+        &[
+            "evaluate",
+            "--truth",
+            truth_arg,
+            "--exclude-target",
+            "lab.example:443",
+        ],
+    )?;
     let table = String::from_utf8(out.stdout)?;
     assert_eq!(out.status.code(), Some(0), "{table}");
     assert!(
@@ -173,7 +197,14 @@ async fn evaluate_scores_incidents_against_the_truth_and_fails_below_thresholds(
     )?;
     let out = diagnoser(
         &db,
-        &["evaluate", "--truth", truth.to_str().unwrap(), "--json"],
+        &[
+            "evaluate",
+            "--truth",
+            truth_arg,
+            "--json",
+            "--exclude-target",
+            "lab.example:443",
+        ],
     )?;
     assert_eq!(out.status.code(), Some(5));
     let scores: serde_json::Value = serde_json::from_slice(&out.stdout)?;

@@ -16,12 +16,12 @@ use tokio_util::sync::CancellationToken;
 const TOKENS: &str = r#"
 [[tokens]]
 name = "fast"
-token = "token-fast"
+token = "token-fast-0123456789"
 clients = ["client-*"]
 
 [[tokens]]
 name = "limited"
-token = "token-limited"
+token = "token-limited-0123456789"
 clients = ["client-*"]
 rate = 3000
 burst = 400
@@ -80,7 +80,7 @@ async fn every_scenario_event_is_stored_once_through_ingest() {
 
     // a token limited to 3000 events/s: ingest answers 429 and the sender waits
     let limited = SendConfig {
-        token: Some("token-limited".into()),
+        token: Some("token-limited-0123456789".into()),
         connections: 4,
         ..SendConfig::new(&url)
     };
@@ -98,7 +98,7 @@ async fn every_scenario_event_is_stored_once_through_ingest() {
 
     // the same scenario again (same seed and end minute, same event ids): nothing new
     let fast = SendConfig {
-        token: Some("token-fast".into()),
+        token: Some("token-fast-0123456789".into()),
         ..SendConfig::new(&url)
     };
     let again = send(scenario.clone(), fast).await.expect("send again");
