@@ -15,6 +15,7 @@ pub const REJECTED: &str = "netqoe_probe_events_rejected_total";
 pub const REQUESTS: &str = "netqoe_probe_ship_requests_total";
 pub const SPOOL_ROLLED: &str = "netqoe_probe_spool_segments_rolled_total";
 pub const SPOOL_DELETED: &str = "netqoe_probe_spool_segments_deleted_total";
+pub const SPOOL_CORRUPT: &str = "netqoe_probe_spool_corrupt_bytes_total";
 pub const SPOOL_BYTES: &str = "netqoe_probe_spool_bytes";
 pub const SPOOL_SEGMENTS: &str = "netqoe_probe_spool_segments";
 pub const SPOOL_PENDING: &str = "netqoe_probe_spool_pending_events";
@@ -59,6 +60,11 @@ pub fn describe() {
         SPOOL_DELETED,
         "Spool segments deleted: reason=shipped (every event in it delivered), full or age (unsent events dropped)"
     );
+    describe_counter!(
+        SPOOL_CORRUPT,
+        metrics::Unit::Bytes,
+        "Corrupt bytes found inside spool segments at open and stepped over: the events in them are lost"
+    );
     describe_gauge!(
         SPOOL_BYTES,
         metrics::Unit::Bytes,
@@ -81,7 +87,7 @@ pub fn describe() {
     for reason in ["shipped", "full", "age"] {
         counter!(SPOOL_DELETED, "reason" => reason).increment(0);
     }
-    for name in [SPOOL_ERRORS, SHIPPED, REJECTED, SPOOL_ROLLED] {
+    for name in [SPOOL_ERRORS, SHIPPED, REJECTED, SPOOL_ROLLED, SPOOL_CORRUPT] {
         counter!(name).increment(0);
     }
 }

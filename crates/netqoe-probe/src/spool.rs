@@ -1,7 +1,9 @@
 //! Durable on-disk spool: append-only segment files of length + CRC32 framed records.
 //!
-//! Record frame: `u32 LE length | u32 LE crc32(payload) | payload`. A torn or corrupt
-//! tail (after kill -9) is detected on open and truncated; earlier records are kept.
+//! Record frame: `u32 LE length | u32 LE crc32(payload) | payload` (see [`frame`]). A torn
+//! tail (after kill -9, or the zero-filled end a power loss can leave) is detected on open and
+//! truncated; earlier records are kept. Corrupt bytes inside a segment are stepped over to the
+//! next intact record, counted in `netqoe_probe_spool_corrupt_bytes_total` and logged once.
 //! Fsync policy: each appended batch is fsynced before `append` returns, so an event
 //! accepted into the spool survives a crash; the directory is fsynced after a segment is
 //! created or removed and after an ack file is renamed into place.
@@ -9,7 +11,9 @@
 //! Shipped progress is kept per segment: `<seq>.ack` holds how many leading records of
 //! `<seq>.seg` ingest has accepted. A segment whose records are all shipped is deleted as soon
 //! as it is no longer the one being written (at roll-over, at the next ack or `pending`, or
-//! at open), so nothing shipped is ever read as unsent again.
+//! at open), so nothing shipped is ever read as unsent again. A segment is deleted before its
+//! ack file, and a new segment's number is above every segment and ack file on disk, so an
+//! ack file left by a crash between the two deletes never applies to a new segment.
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
@@ -18,32 +22,8 @@ use std::path::{Path, PathBuf};
 
 use crate::metrics as m;
 
-/// Frame header size in bytes.
-pub const HEADER: usize = 8;
-
-/// Encodes one record frame.
-pub fn encode(payload: &[u8], out: &mut Vec<u8>) {
-    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-    out.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
-    out.extend_from_slice(payload);
-}
-
-/// Decodes every complete, intact record; returns them and the byte length of the valid prefix.
-pub fn decode(buf: &[u8]) -> (Vec<Vec<u8>>, usize) {
-    let mut records = Vec::new();
-    let mut pos = 0;
-    while buf.len() - pos >= HEADER {
-        let len = u32::from_le_bytes(buf[pos..pos + 4].try_into().unwrap()) as usize;
-        let crc = u32::from_le_bytes(buf[pos + 4..pos + 8].try_into().unwrap());
-        let end = pos + HEADER + len;
-        if end > buf.len() || crc32fast::hash(&buf[pos + HEADER..end]) != crc {
-            break;
-        }
-        records.push(buf[pos + HEADER..end].to_vec());
-        pos = end;
-    }
-    (records, pos)
-}
+pub mod frame;
+pub use frame::{decode, encode, Decoded, HEADER};
 
 /// A batch of pending records: (segment, index of first record, records, segment record count).
 pub type Pending = (u64, usize, Vec<Vec<u8>>, usize);
@@ -82,6 +62,8 @@ pub struct Spool {
     pub rolled: u64,
     /// Segments deleted because every record in them was shipped.
     pub shipped_segments: u64,
+    /// Corrupt bytes stepped over inside segments at open (their records are lost).
+    pub corrupt_bytes: u64,
 }
 
 fn fsync_dir(dir: &Path) -> std::io::Result<()> {
@@ -110,6 +92,7 @@ impl Spool {
             expired: 0,
             rolled: 0,
             shipped_segments: 0,
+            corrupt_bytes: 0,
         };
         let (mut seqs, mut acks) = (Vec::new(), Vec::new());
         for entry in std::fs::read_dir(dir)?.flatten() {
@@ -119,6 +102,9 @@ impl Spool {
                 seqs.push(seq);
             } else if let Some(seq) = parse_seq(name, ".ack") {
                 acks.push(seq);
+            } else if name.ends_with(".ack.tmp") {
+                // an ack being written when the probe stopped: its rename never happened
+                std::fs::remove_file(entry.path())?;
             }
         }
         seqs.sort_unstable();
@@ -127,7 +113,21 @@ impl Spool {
             let path = spool.seg_path(seq);
             let mut buf = Vec::new();
             File::open(&path)?.read_to_end(&mut buf)?;
-            let (records, valid) = decode(&buf);
+            let Decoded {
+                records,
+                valid,
+                corrupt_bytes,
+            } = decode(&buf);
+            if corrupt_bytes > 0 {
+                spool.corrupt_bytes += corrupt_bytes as u64;
+                metrics::counter!(m::SPOOL_CORRUPT).increment(corrupt_bytes as u64);
+                tracing::error!(
+                    segment = %path.display(),
+                    corrupt_bytes,
+                    records_kept = records.len(),
+                    "corrupt bytes inside a spool segment: the events in them are lost; reading on from the next intact record"
+                );
+            }
             if valid < buf.len() {
                 tracing::warn!(segment = %path.display(), dropped_bytes = buf.len() - valid, "truncating torn spool tail");
                 let f = OpenOptions::new().write(true).open(&path)?;
@@ -263,8 +263,16 @@ impl Spool {
         Ok(())
     }
 
-    /// Appends records and fsyncs; rolls to a new segment past `segment_bytes`.
+    /// Appends records and fsyncs; rolls to a new segment past `segment_bytes`. An empty
+    /// record is refused (its frame would read as the zeros of a torn tail). When the write
+    /// fails, the segment is cut back to its last complete record.
     pub fn append(&mut self, payloads: &[Vec<u8>]) -> std::io::Result<()> {
+        if payloads.iter().any(Vec::is_empty) {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "an empty record cannot be spooled",
+            ));
+        }
         let mut buf = Vec::new();
         for p in payloads {
             encode(p, &mut buf);
@@ -277,9 +285,14 @@ impl Spool {
             self.roll()?;
         }
         let (seq, f) = self.active.as_mut().unwrap();
-        f.write_all(&buf)?;
-        f.sync_data()?;
         let seg = self.segs.get_mut(seq).expect("active segment is indexed");
+        if let Err(e) = f.write_all(&buf).and_then(|()| f.sync_data()) {
+            // appends go on after the last complete record, or in a new segment
+            if f.set_len(seg.bytes).and_then(|()| f.sync_data()).is_err() {
+                self.active = None;
+            }
+            return Err(e);
+        }
         seg.bytes += buf.len() as u64;
         seg.records += payloads.len();
         let result = self.enforce_bound();
@@ -329,7 +342,7 @@ impl Spool {
         let mut buf = Vec::new();
         File::open(self.seg_path(seq))?.read_to_end(&mut buf)?;
         let acked = self.segs.get(&seq).map_or(0, |s| s.acked);
-        Ok((decode(&buf).0, acked))
+        Ok((decode(&buf).records, acked))
     }
 
     fn write_ack(&self, seq: u64, n: usize) -> std::io::Result<()> {

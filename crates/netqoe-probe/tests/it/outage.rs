@@ -40,7 +40,7 @@ impl Ingest {
     fn serve(&mut self, listener: tokio::net::TcpListener) {
         let mut settings = netqoe_ingest::Settings::new(&self.nats_url);
         settings.auth = netqoe_ingest::AuthSource::Inline(
-            "[[tokens]]\ntoken = \"t\"\nclients = [\"*\"]\n".into(),
+            "[[tokens]]\ntoken = \"probe-test-token-0123\"\nclients = [\"*\"]\n".into(),
         );
         self.stop = CancellationToken::new();
         self.task = Some(tokio::spawn(netqoe_ingest::run(
@@ -135,7 +135,7 @@ async fn outage(kill: bool) {
     std::fs::write(
         &config,
         format!(
-            "ingest_url = \"http://{}/api/v1/events\"\ntoken = \"t\"\nclient_id = \"probe-outage\"\n\
+            "ingest_url = \"http://{}/api/v1/events\"\ntoken = \"probe-test-token-0123\"\nclient_id = \"probe-outage\"\n\
              interval = \"1s\"\ntimeout = \"2s\"\nspool_dir = \"{}\"\nspool_segment_bytes = 1024\n\n\
              [[targets]]\nhost = \"127.0.0.1\"\nport = {port}\nkind = \"tcp\"\n",
             ingest.addr,

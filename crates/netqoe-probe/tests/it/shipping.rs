@@ -45,12 +45,14 @@ impl Ingest {
     }
 }
 
-const ANY: &str = "[[tokens]]\ntoken = \"t\"\nclients = [\"*\"]\n";
+/// The probe's token: ingest refuses plain tokens shorter than 16 characters.
+const TOKEN: &str = "probe-test-token-0123";
+const ANY: &str = "[[tokens]]\ntoken = \"probe-test-token-0123\"\nclients = [\"*\"]\n";
 
 fn settings(url: &str, batch_size: usize, max_age: Duration) -> ship::Settings {
     ship::Settings {
         url: url.to_string(),
-        token: "t".into(),
+        token: TOKEN.into(),
         batch_size,
         batch_max_age: max_age,
     }
@@ -129,8 +131,8 @@ async fn batches_over_ingest_limits_are_split_to_what_fits() {
         (
             // another token's burst admits a full --max-batch, so ingest starts
             "burst 7",
-            "[[tokens]]\ntoken = \"big\"\nclients = [\"*\"]\nrate = 1000\nburst = 1000\n\n\
-             [[tokens]]\ntoken = \"t\"\nclients = [\"*\"]\nrate = 1000\nburst = 7\n"
+            "[[tokens]]\ntoken = \"big-batch-token-0123\"\nclients = [\"*\"]\nrate = 1000\nburst = 1000\n\n\
+             [[tokens]]\ntoken = \"probe-test-token-0123\"\nclients = [\"*\"]\nrate = 1000\nburst = 7\n"
                 .to_string(),
             None,
         ),
