@@ -135,7 +135,8 @@ pub async fn gather(pool: &PgPool, args: &ReportArgs) -> Result<Report, Error> {
             };
             let (title, spec) = chart_spec(m);
             let from = row.start_ms - 90 * 60_000;
-            let until = row.end_ms + 30 * 60_000;
+            // Half an hour after the incident, never past now (an open one ends at the chart's edge).
+            let until = (row.end_ms + 30 * 60_000).min(now.max(row.end_ms + 60_000));
             let pts =
                 q::points(pool, &key, spec[0].1, spec.get(1).map(|s| s.1), from, until).await?;
             let mut lines = Vec::new();
