@@ -29,10 +29,16 @@ use uuid::Uuid;
 
 mod rows;
 
-pub use rows::{columns, upsert_statement, RowCache};
+pub use rows::{columns, upsert_statement, RowCache, WRITTEN_HERE};
 use rows::{KeyArrays, Row, Versioned};
 
 use crate::window::{by_window, WindowKey, WindowState};
+
+/// The `events_seen` rows the current transaction inserted. `xmin` alone is a 32-bit
+/// transaction id: after wrap-around an old (frozen) row can carry the same number as the
+/// current transaction. `seen_at` is the inserting transaction's start time, which an old
+/// row cannot share; concurrent transactions, which can share the time, never share the id.
+pub const SEEN_HERE: &str = "xmin = pg_current_xact_id()::xid AND seen_at = now()";
 
 /// What a committed batch did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -236,15 +242,14 @@ pub async fn apply_at(
     let merged = match speculated? {
         Some(merged) if all_new => merged,
         _ => {
-            // The new events are those this transaction inserted (their xmin is its id);
-            // the others were merged before, or by an instance that committed them first.
+            // The new events are those this transaction inserted (see `SEEN_HERE`); the
+            // others were merged before, or by an instance that committed them first.
             let fresh: Vec<&Event> = if all_new {
                 by_id
             } else {
-                let new: HashSet<Uuid> = sqlx::query_scalar(
-                    "SELECT event_id FROM events_seen \
-                     WHERE event_id = ANY($1) AND xmin = pg_current_xact_id()::xid",
-                )
+                let new: HashSet<Uuid> = sqlx::query_scalar(&format!(
+                    "SELECT event_id FROM events_seen WHERE event_id = ANY($1) AND {SEEN_HERE}"
+                ))
                 .bind(&ids)
                 .fetch_all(&mut *tx)
                 .await?

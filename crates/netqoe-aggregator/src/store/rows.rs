@@ -370,16 +370,19 @@ pub(super) async fn write_rows(
         .collect())
 }
 
-/// Which of `keys` this transaction has written: rows it only locked keep the xmin of the
-/// transaction that wrote them.
+/// The `agg_1m a` rows the current transaction wrote: rows it only locked keep the `xmin`
+/// and `updated_at` of the transaction that wrote them. `xmin` alone could match an old
+/// frozen row after the 32-bit transaction ids wrap around; `updated_at` (set to `now()`,
+/// the transaction's start time, by every write) cannot belong to an old row, and
+/// transactions that could share it never share the id.
+pub const WRITTEN_HERE: &str = "a.xmin = pg_current_xact_id()::xid AND a.updated_at = now()";
+
+/// Which of `keys` this transaction has written (see [`WRITTEN_HERE`]).
 async fn written_by<'a>(
     tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
     keys: impl Iterator<Item = &'a WindowKey>,
 ) -> Result<BTreeSet<WindowKey>, sqlx::Error> {
-    let sql = format!(
-        "SELECT {KEY_COLUMNS} FROM agg_1m a {JOIN_KEYS} \
-         WHERE a.xmin = pg_current_xact_id()::xid"
-    );
+    let sql = format!("SELECT {KEY_COLUMNS} FROM agg_1m a {JOIN_KEYS} WHERE {WRITTEN_HERE}");
     let found: Vec<KeyRow> = KeyArrays::of(keys)
         .bind(sqlx::query_as(&sql))
         .fetch_all(&mut **tx)

@@ -3,6 +3,7 @@
 mod dlq;
 mod exact;
 mod faults;
+mod ledger;
 mod migrate;
 mod series;
 mod support;
