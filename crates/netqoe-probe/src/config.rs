@@ -30,6 +30,7 @@ pub struct ConfigError(pub String);
 #[serde(deny_unknown_fields)]
 struct RawConfig {
     ingest_url: Option<String>,
+    ingest_ca_file: Option<PathBuf>,
     token: Option<String>,
     token_file: Option<PathBuf>,
     client_id: Option<String>,
@@ -109,6 +110,8 @@ pub struct Target {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub ingest_url: Option<String>,
+    /// PEM CA certificates trusted for ingest besides the public roots (a private CA).
+    pub ingest_ca_file: Option<PathBuf>,
     pub token: Option<String>,
     pub client_id: Option<String>,
     pub spool_dir: PathBuf,
@@ -194,6 +197,9 @@ pub fn parse(src: &str) -> Result<Config, ConfigError> {
         ),
         (None, None) => None,
     };
+    if let Some(ca) = &raw.ingest_ca_file {
+        check_ingest_ca_file(ca).map_err(|e| ConfigError(format!("key `ingest_ca_file`: {e}")))?;
+    }
     if let Some(id) = &raw.client_id {
         crate::client_id::check(id).map_err(|e| ConfigError(format!("key `client_id`: {e}")))?;
     }
@@ -233,6 +239,7 @@ pub fn parse(src: &str) -> Result<Config, ConfigError> {
     }
     Ok(Config {
         ingest_url: raw.ingest_url,
+        ingest_ca_file: raw.ingest_ca_file,
         token,
         client_id: raw.client_id,
         spool_dir: raw
@@ -243,6 +250,19 @@ pub fn parse(src: &str) -> Result<Config, ConfigError> {
         batch_size,
         targets,
     })
+}
+
+/// Checks that `path` holds at least one PEM certificate (the ingest CA file, from the config
+/// or `--ca-file`).
+pub fn check_ingest_ca_file(path: &Path) -> Result<(), ConfigError> {
+    match crate::tls::ca_certs(path) {
+        Ok(certs) if !certs.is_empty() => Ok(()),
+        Ok(_) => Err(ConfigError(format!(
+            "{} holds no PEM certificate",
+            path.display()
+        ))),
+        Err(e) => Err(ConfigError(e.to_string())),
+    }
 }
 
 fn target(

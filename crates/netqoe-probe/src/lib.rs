@@ -51,6 +51,20 @@ pub async fn run(
         .token
         .clone()
         .ok_or_else(|| anyhow::anyhow!("key `token` or `token_file` is required unless --once"))?;
+    if ship::is_plain_http_off_host(&url) {
+        tracing::warn!(
+            ingest_url = %url,
+            "ingest_url is plain http to another host: the token and events cross the network unencrypted; use https"
+        );
+    }
+    let settings = ship::Settings {
+        url,
+        ca_file: config.ingest_ca_file.clone(),
+        token,
+        batch_size: config.batch_size,
+        batch_max_age,
+    };
+    ship::http_client(&settings).context("cannot trust the ingest CA file")?;
     let spool = Arc::new(Mutex::new(
         spool::Spool::open(
             &config.spool_dir,
@@ -95,12 +109,6 @@ pub async fn run(
             }
         });
     }
-    let settings = ship::Settings {
-        url,
-        token,
-        batch_size: config.batch_size,
-        batch_max_age,
-    };
     let mut shipper = tokio::spawn(ship::run(spool, settings, notify, shutdown.clone()));
     shutdown.cancelled().await;
     while tasks.join_next().await.is_some() {}

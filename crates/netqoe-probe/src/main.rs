@@ -29,6 +29,10 @@ struct Args {
     /// Longest an event waits in the spool for a fuller batch before it is sent.
     #[arg(long, env = "NETQOE_PROBE_BATCH_MAX_AGE", default_value = "1s", value_parser = humantime::parse_duration)]
     batch_max_age: std::time::Duration,
+    /// PEM CA certificates to trust for ingest besides the public roots (a private CA);
+    /// overrides the config's ingest_ca_file.
+    #[arg(long, env = "NETQOE_PROBE_CA_FILE")]
+    ca_file: Option<PathBuf>,
     /// Serve Prometheus metrics on this address (/metrics); off unless set.
     #[arg(long, env = "NETQOE_PROBE_METRICS_LISTEN")]
     metrics_listen: Option<std::net::SocketAddr>,
@@ -45,7 +49,22 @@ struct Args {
 fn main() {
     let args = Args::parse();
     netqoe_common::logging::init(args.log.log_format);
-    let config = match netqoe_probe::config::load(&args.config) {
+    let ca_file = args.ca_file.clone();
+    if let Some(path) = &ca_file {
+        if let Err(e) = netqoe_probe::config::check_ingest_ca_file(path) {
+            tracing::error!(error = %format!("--ca-file: {e}"), "invalid configuration");
+            std::process::exit(exit::CONFIG as i32);
+        }
+    }
+    let load = move |path: &std::path::Path| {
+        netqoe_probe::config::load(path).map(|mut c| {
+            if ca_file.is_some() {
+                c.ingest_ca_file.clone_from(&ca_file);
+            }
+            c
+        })
+    };
+    let config = match load(&args.config) {
         Ok(c) => c,
         Err(e) => {
             tracing::error!(error = %e, config = %args.config.display(), "invalid configuration");
@@ -117,7 +136,7 @@ fn main() {
                 _ = hup.recv() => {
                     round.cancel();
                     let _ = task.await;
-                    match netqoe_probe::config::load(&path) {
+                    match load(&path) {
                         Ok(c) => { tracing::info!("configuration reloaded"); cfg = c; }
                         Err(e) => tracing::error!(error = %e, "reload failed; keeping the previous configuration"),
                     }

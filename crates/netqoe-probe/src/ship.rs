@@ -61,6 +61,8 @@ fn gzip_array(records: &[Vec<u8>]) -> Vec<u8> {
 pub struct Settings {
     /// Ingest's events URL.
     pub url: String,
+    /// PEM CA certificates trusted for ingest besides the public roots.
+    pub ca_file: Option<std::path::PathBuf>,
     /// Bearer token.
     pub token: String,
     /// Most events in one request (config key `batch_size`).
@@ -73,11 +75,42 @@ impl std::fmt::Debug for Settings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Settings")
             .field("url", &self.url)
+            .field("ca_file", &self.ca_file)
             .field("token", &"<redacted>")
             .field("batch_size", &self.batch_size)
             .field("batch_max_age", &self.batch_max_age)
             .finish()
     }
+}
+
+/// The HTTP client of the shipper: the public web roots plus the certificates of `ca_file`.
+pub fn http_client(settings: &Settings) -> anyhow::Result<reqwest::Client> {
+    let mut builder = reqwest::Client::builder().timeout(Duration::from_secs(30));
+    if let Some(path) = &settings.ca_file {
+        crate::config::check_ingest_ca_file(path)?;
+        for der in crate::tls::ca_certs(path)? {
+            builder = builder.add_root_certificate(reqwest::Certificate::from_der(&der)?);
+        }
+    }
+    Ok(builder.build()?)
+}
+
+/// True when `url` sends the token and events in clear text over a network: `http://` to a
+/// host that is not loopback.
+pub fn is_plain_http_off_host(url: &str) -> bool {
+    let Ok(uri) = url.parse::<http::Uri>() else {
+        return false;
+    };
+    if uri.scheme_str() != Some("http") {
+        return false;
+    }
+    let host = uri.host().unwrap_or_default();
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let loopback = host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    !loopback
 }
 
 /// The shipper's connection and what it learnt from ingest's answers.
@@ -228,10 +261,8 @@ pub async fn run(
     notify: Arc<tokio::sync::Notify>,
     shutdown: CancellationToken,
 ) -> u64 {
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()
-        .expect("http client");
+    // `run` of the crate checks the CA file before the shipper starts
+    let client = http_client(&settings).expect("ingest CA file checked at start");
     let max_age = settings.batch_max_age;
     let limit = settings.batch_size.max(1);
     metrics::gauge!(crate::metrics::BATCH_LIMIT).set(limit as f64);
@@ -344,6 +375,26 @@ mod tests {
         assert_eq!(outcome(401), Outcome::Unauthorized);
         assert_eq!(outcome(503), Outcome::Retry);
         assert_eq!(outcome(429), Outcome::Retry);
+    }
+
+    #[test]
+    fn plain_http_is_flagged_unless_loopback() {
+        for url in [
+            "http://ingest.example.net/api/v1/events",
+            "http://10.0.0.5:8081/api/v1/events",
+            "http://[2001:db8::1]:8081/events",
+        ] {
+            assert!(is_plain_http_off_host(url), "{url}");
+        }
+        for url in [
+            "https://ingest.example.net/api/v1/events",
+            "http://127.0.0.1:8081/api/v1/events",
+            "http://127.3.2.1/events",
+            "http://localhost:8081/api/v1/events",
+            "http://[::1]:8081/events",
+        ] {
+            assert!(!is_plain_http_off_host(url), "{url}");
+        }
     }
 
     #[test]

@@ -21,13 +21,19 @@ pub fn client_config(ca_file: Option<&Path>, insecure: bool) -> anyhow::Result<C
     let mut roots = RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
     if let Some(path) = ca_file {
-        let pem =
-            std::fs::read(path).map_err(|e| anyhow::anyhow!("ca_file {}: {e}", path.display()))?;
-        for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
-            roots.add(cert?)?;
+        for cert in ca_certs(path)? {
+            roots.add(cert)?;
         }
     }
     Ok(builder.with_root_certificates(roots).with_no_client_auth())
+}
+
+/// The PEM certificates of a CA file.
+pub fn ca_certs(path: &Path) -> anyhow::Result<Vec<CertificateDer<'static>>> {
+    let pem = std::fs::read(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    rustls_pemfile::certs(&mut pem.as_slice())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| anyhow::anyhow!("{}: not PEM certificates ({e})", path.display()))
 }
 
 /// Accepts any certificate (`insecure_skip_verify`), still checking handshake signatures.

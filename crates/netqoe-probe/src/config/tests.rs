@@ -98,3 +98,28 @@ fn bad_kind_is_rejected() {
     let e = parse("[[targets]]\nurl = \"http://a/\"\nkind = \"icmp\"\n").unwrap_err();
     assert!(e.0.contains("`kind`"), "{e}");
 }
+
+#[test]
+fn ingest_ca_file_must_hold_a_pem_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let pem = dir.path().join("ca.pem");
+    std::fs::write(
+        &pem,
+        "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
+    let text = format!(
+        "ingest_ca_file = \"{}\"\n[[targets]]\nurl = \"http://a/\"\n",
+        pem.display()
+    );
+    assert_eq!(parse(&text).unwrap().ingest_ca_file, Some(pem.clone()));
+    std::fs::write(&pem, "no certificate here\n").unwrap();
+    let e = parse(&text).unwrap_err();
+    assert!(
+        e.0.contains("`ingest_ca_file`") && e.0.contains("no PEM certificate"),
+        "{e}"
+    );
+    let missing = text.replace("ca.pem", "missing.pem");
+    let e = parse(&missing).unwrap_err();
+    assert!(e.0.contains("`ingest_ca_file`"), "{e}");
+}

@@ -1,5 +1,6 @@
 //! The netqoe-probe binary's start: `--once` needs no state, and a client_id that cannot end
-//! a NATS subject is refused at start with a configuration error.
+//! a NATS subject or an ingest CA file without certificates is refused at start with a
+//! configuration error.
 
 use std::process::{Command, Output};
 
@@ -64,5 +65,25 @@ fn client_id_with_an_empty_dot_separated_part_is_refused_at_start() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(3), "flag {bad}: {stderr}");
         assert!(stderr.contains("client_id"), "flag {bad}: {stderr}");
+    }
+}
+
+#[test]
+fn an_ingest_ca_file_without_certificates_is_refused_at_start() {
+    let (_listener, cfg) = tcp_target();
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("empty.pem");
+    std::fs::write(&empty, "not a certificate\n").unwrap();
+    let missing = dir.path().join("missing.pem");
+    for path in [&empty, &missing] {
+        let (out, _dir) = probe(&["--once", "--ca-file", path.to_str().unwrap()], &cfg);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(3), "{}: {stderr}", path.display());
+        assert!(stderr.contains("--ca-file"), "{stderr}");
+        let key = format!("ingest_ca_file = \"{}\"\n{cfg}", path.display());
+        let (out, _dir) = probe(&["--once"], &key);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(3), "{}: {stderr}", path.display());
+        assert!(stderr.contains("`ingest_ca_file`"), "{stderr}");
     }
 }

@@ -1,6 +1,7 @@
 //! Shipping to a real in-process ingest backed by a real nats-server: rejected events are
 //! dropped, oversized batches are split to what ingest admits, and a caught-up shipper
-//! crossing many segment roll-overs sends nothing twice and leaves the spool empty.
+//! crossing many segment roll-overs sends nothing twice and leaves the spool empty; an ingest
+//! behind a private CA is reached only when that CA is given.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -52,6 +53,7 @@ const ANY: &str = "[[tokens]]\ntoken = \"probe-test-token-0123\"\nclients = [\"*
 fn settings(url: &str, batch_size: usize, max_age: Duration) -> ship::Settings {
     ship::Settings {
         url: url.to_string(),
+        ca_file: None,
         token: TOKEN.into(),
         batch_size,
         batch_max_age: max_age,
@@ -212,4 +214,50 @@ async fn caught_up_shipper_across_segment_roll_overs_sends_nothing_twice() {
         "the spool ends empty"
     );
     ingest.halt().await;
+}
+
+/// An ingest behind a private CA (the lab's HTTPS server, answering 202): without `ca_file`
+/// the TLS handshake fails and the events stay spooled; with the CA's PEM they are delivered.
+#[tokio::test(flavor = "multi_thread")]
+async fn private_ingest_ca_is_trusted_only_when_given() {
+    let certs = tempfile::tempdir().unwrap();
+    let lab_stop = CancellationToken::new();
+    let cfg = netqoe_lab::LabConfig::loopback(certs.path().to_path_buf());
+    let lab = netqoe_lab::start(cfg, lab_stop.clone()).await.unwrap();
+    let url = format!("https://localhost:{}/status/202", lab.https_addr().port());
+    for ca_file in [None, Some(lab.ca_cert_path().to_path_buf())] {
+        let trusted = ca_file.is_some();
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Arc::new(Mutex::new(
+            Spool::open(dir.path(), 1 << 20, 1 << 30).unwrap(),
+        ));
+        spool
+            .lock()
+            .unwrap()
+            .append(&[event("c1"), event("c1")])
+            .unwrap();
+        let mut settings = settings(&url, 200, Duration::from_millis(20));
+        settings.ca_file = ca_file;
+        assert!(ship::http_client(&settings).is_ok());
+        let ship_stop = CancellationToken::new();
+        let shipper = tokio::spawn(ship::run(
+            spool.clone(),
+            settings,
+            Arc::new(tokio::sync::Notify::new()),
+            ship_stop.clone(),
+        ));
+        if trusted {
+            drained(&spool, Duration::from_secs(10)).await;
+        } else {
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            assert_eq!(
+                spool.lock().unwrap().unshipped(),
+                2,
+                "an untrusted certificate delivers nothing"
+            );
+        }
+        ship_stop.cancel();
+        assert_eq!(shipper.await.unwrap(), 0, "nothing dropped");
+    }
+    lab_stop.cancel();
 }
