@@ -182,6 +182,14 @@ where
     }
 }
 
+/// Fails with the log's tail unless the tool exited successfully.
+pub fn ensure_ok(status: ExitStatus, log: &Path) -> Result<()> {
+    if !status.success() {
+        bail!("exited with {status}; log tail:\n{}", log_tail(log, 3000));
+    }
+    Ok(())
+}
+
 /// The last `max` bytes of a log, for error messages.
 pub fn log_tail(path: &Path, max: usize) -> String {
     let text = std::fs::read(path).unwrap_or_default();

@@ -4,11 +4,12 @@
 
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use netqoe_test_support::{free_port, http_get, metric_sum, Service};
 
+use crate::progress::{thousands, Progress};
 use crate::state::{describe, State};
 
 /// The demo home and where things go under it.
@@ -176,5 +177,25 @@ impl Db {
                 .fetch_all(&self.pool),
             )
             .context("query incidents of the live target")
+    }
+
+    /// Waits until `agg_1m` holds at least `n` events, showing how far it is.
+    pub fn wait_merged(&self, p: &mut Progress, n: i64, limit: Duration) -> Result<()> {
+        let deadline = Instant::now() + limit;
+        loop {
+            let got = self.merged()?;
+            if got >= n {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("agg_1m holds {got} of the {n} events ingest accepted after {limit:?}");
+            }
+            p.update(&format!(
+                "{} of {} events merged",
+                thousands(got as u64),
+                thousands(n as u64)
+            ));
+            std::thread::sleep(Duration::from_millis(500));
+        }
     }
 }

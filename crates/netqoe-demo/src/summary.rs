@@ -1,10 +1,58 @@
 //! The closing summary of `up`: what went in, what the diagnoser found beside what was
 //! injected, with precision and recall, where the report is and how to stop the stack.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::progress::thousands;
+use anyhow::{bail, Context, Result};
+
+use crate::progress::{log_tail, thousands};
+
+/// `netqoe-diagnoser evaluate` over the demo's database and truth file.
+pub struct Evaluation<'a> {
+    pub diagnoser: &'a Path,
+    pub truth: &'a Path,
+    /// The live probes' target: its incident is real, not injected.
+    pub exclude_target: &'a str,
+    pub db_env: &'a (&'static str, String),
+}
+
+impl Evaluation<'_> {
+    /// Scores the stored incidents against `(precision, recall)` thresholds, keeping stderr in
+    /// `log` and the JSON scores in `file`: ((scores, passed), a line for the progress).
+    pub fn score(
+        &self,
+        (min_precision, min_recall): (f64, f64),
+        log: &Path,
+        file: &Path,
+    ) -> Result<((serde_json::Value, bool), String)> {
+        let out = std::process::Command::new(self.diagnoser)
+            .args(["evaluate", "--truth"])
+            .arg(self.truth)
+            .args(["--exclude-target", self.exclude_target, "--json"])
+            .args(["--min-precision", &min_precision.to_string()])
+            .args(["--min-recall", &min_recall.to_string()])
+            .env(self.db_env.0, &self.db_env.1)
+            .output()
+            .context("run netqoe-diagnoser evaluate")?;
+        std::fs::write(log, &out.stderr)?;
+        std::fs::write(file, &out.stdout)?;
+        // 0: every score met its threshold; 5: scored, some below; anything else failed.
+        let passed = match out.status.code() {
+            Some(0) => true,
+            Some(5) => false,
+            _ => bail!(
+                "netqoe-diagnoser evaluate exited with {}:\n{}",
+                out.status,
+                log_tail(log, 3000)
+            ),
+        };
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .with_context(|| format!("evaluate printed no JSON (see {})", file.display()))?;
+        let detail = format!("{} (scores in {})", scores_line(&json), file.display());
+        Ok(((json, passed), detail))
+    }
+}
 
 /// What the summary reports.
 #[derive(Debug, Default)]

@@ -5,15 +5,15 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use netqoe_test_support::{product_binary, NatsServer, PgServer};
 
 use crate::config::UpArgs;
 use crate::files::{now_ms, now_rfc3339, read_truth, rfc3339, scenario_count, token, write_tokens};
-use crate::progress::{log_tail, run_tool, thousands, Progress};
+use crate::progress::{ensure_ok, run_tool, thousands, Progress};
 use crate::stack::{loopback, port, scrape, start_service, udp_port, Db, Home};
 use crate::state::{describe, Ports, State};
-use crate::summary::Report;
+use crate::summary::{Evaluation, Report};
 use crate::{backfill, live};
 
 /// Steps of `up`.
@@ -344,7 +344,7 @@ pub fn up(home_dir: &Path, args: &UpArgs) -> Result<Report> {
     let log = home.log("netqoe-aggregator");
     p.step("merge the events into agg_1m", Some(&log), |p| {
         let accepted = scrape(ingest_metrics, ACCEPTED)? as i64;
-        wait_merged(p, &db, accepted, Duration::from_secs(600))?;
+        db.wait_merged(p, accepted, Duration::from_secs(600))?;
         Ok((
             (),
             format!(
@@ -374,7 +374,7 @@ pub fn up(home_dir: &Path, args: &UpArgs) -> Result<Report> {
                 std::thread::sleep(Duration::from_millis(500));
             }
             let accepted = scrape(ingest_metrics, ACCEPTED)? as i64;
-            wait_merged(p, &db, accepted, Duration::from_secs(120))?;
+            db.wait_merged(p, accepted, Duration::from_secs(120))?;
             let (before, after) = db.ttfb_around(&live_target, since_ms)?;
             let shift = live::ttfb_shift(before, after);
             let detail = format!("since {} on {live_target}: {shift}", rfc3339(since_ms));
@@ -404,45 +404,14 @@ pub fn up(home_dir: &Path, args: &UpArgs) -> Result<Report> {
         "score the incidents against the injected ones (netqoe-diagnoser evaluate)",
         Some(&log),
         |_| {
-            let out = std::process::Command::new(&diagnoser)
-                .args(["evaluate", "--truth"])
-                .arg(&truth)
-                .args(["--exclude-target", &live_target])
-                .args([
-                    "--json",
-                    "--min-precision",
-                    &args.min_precision.to_string(),
-                    "--min-recall",
-                    &args.min_recall.to_string(),
-                ])
-                .env(db_env.0, &db_env.1)
-                .output()
-                .context("run netqoe-diagnoser evaluate")?;
-            std::fs::write(&log, &out.stderr)?;
-            std::fs::write(&evaluation_file, &out.stdout)?;
-            // 0: every score met its threshold; 5: scored, some below; anything else failed.
-            let passed = match out.status.code() {
-                Some(0) => true,
-                Some(5) => false,
-                _ => bail!(
-                    "netqoe-diagnoser evaluate exited with {}:\n{}",
-                    out.status,
-                    log_tail(&log, 3000)
-                ),
+            let thresholds = (args.min_precision, args.min_recall);
+            let run = Evaluation {
+                diagnoser: &diagnoser,
+                truth: &truth,
+                exclude_target: &live_target,
+                db_env: &db_env,
             };
-            let json: serde_json::Value =
-                serde_json::from_slice(&out.stdout).with_context(|| {
-                    format!(
-                        "evaluate printed no JSON (see {})",
-                        evaluation_file.display()
-                    )
-                })?;
-            let detail = format!(
-                "{} (scores in {})",
-                crate::summary::scores_line(&json),
-                evaluation_file.display()
-            );
-            Ok(((json, passed), detail))
+            run.score(thresholds, &log, &evaluation_file)
         },
     )?;
 
@@ -520,31 +489,4 @@ pub fn up(home_dir: &Path, args: &UpArgs) -> Result<Report> {
         lab_control: format!("http://{lab}/_lab/faults"),
         timings: std::mem::take(&mut p.timings),
     })
-}
-
-fn ensure_ok(status: std::process::ExitStatus, log: &Path) -> Result<()> {
-    if !status.success() {
-        bail!("exited with {status}; log tail:\n{}", log_tail(log, 3000));
-    }
-    Ok(())
-}
-
-/// Waits until `agg_1m` holds at least `n` events.
-fn wait_merged(p: &mut Progress, db: &Db, n: i64, limit: Duration) -> Result<()> {
-    let deadline = Instant::now() + limit;
-    loop {
-        let got = db.merged()?;
-        if got >= n {
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            bail!("agg_1m holds {got} of the {n} events ingest accepted after {limit:?}");
-        }
-        p.update(&format!(
-            "{} of {} events merged",
-            thousands(got as u64),
-            thousands(n as u64)
-        ));
-        std::thread::sleep(Duration::from_millis(500));
-    }
 }
