@@ -6,7 +6,8 @@
 //! next intact record, counted in `netqoe_probe_spool_corrupt_bytes_total` and logged once.
 //! Fsync policy: each appended batch is fsynced before `append` returns, so an event
 //! accepted into the spool survives a crash; the directory is fsynced after a segment is
-//! created or removed and after an ack file is renamed into place.
+//! created or removed and after an ack file is renamed into place, and its parent after the
+//! directory itself is created.
 //!
 //! Shipped progress is kept per segment: `<seq>.ack` holds how many leading records of
 //! `<seq>.seg` ingest has accepted. A segment whose records are all shipped is deleted as soon
@@ -79,7 +80,13 @@ impl Spool {
     /// (taking over a legacy single `cursor` file), removes ack files without a segment and
     /// deletes segments already fully shipped.
     pub fn open(dir: &Path, segment_bytes: u64, max_bytes: u64) -> std::io::Result<Spool> {
-        std::fs::create_dir_all(dir)?;
+        if !dir.is_dir() {
+            std::fs::create_dir_all(dir)?;
+            // the new directory's own entry, so that segments fsynced in it are found again
+            if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+                fsync_dir(parent)?;
+            }
+        }
         let mut spool = Spool {
             dir: dir.to_path_buf(),
             segment_bytes: segment_bytes.max(1),

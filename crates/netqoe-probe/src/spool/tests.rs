@@ -310,3 +310,15 @@ fn age_bound_drops_old_segments_and_counts_them() {
     let (_, _, batch, _) = s.pending(100).unwrap().unwrap();
     assert_eq!(batch, vec![vec![3u8; 12]]);
 }
+
+#[test]
+fn a_missing_spool_directory_is_created() {
+    let dir = tempfile::tempdir().unwrap();
+    let nested = dir.path().join("state/spool");
+    let mut s = Spool::open(&nested, 1 << 20, 1 << 30).unwrap();
+    s.append(&[rec(1)]).unwrap();
+    drop(s);
+    let mut s = Spool::open(&nested, 1 << 20, 1 << 30).unwrap();
+    let (_, _, batch, _) = s.pending(10).unwrap().unwrap();
+    assert_eq!(batch, vec![rec(1)]);
+}
