@@ -2,6 +2,9 @@
 
 use std::time::Duration;
 
+use std::net::SocketAddr;
+
+use anyhow::Context;
 use axum::{routing::get, Router};
 pub use metrics_exporter_prometheus::PrometheusHandle;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
@@ -51,4 +54,25 @@ pub async fn serve(
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await?;
     Ok(())
+}
+
+/// Binds `addr` and serves `app` (`/metrics`, plus whatever health routes the binary adds)
+/// in the background until `shutdown` fires. Returns the bound address; a failure to bind is
+/// the caller's error, a failure while serving is logged.
+pub async fn spawn_listener(
+    addr: SocketAddr,
+    app: Router,
+    shutdown: CancellationToken,
+) -> anyhow::Result<SocketAddr> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("failed to bind metrics listener {addr}"))?;
+    let bound = listener.local_addr()?;
+    tracing::info!(addr = %bound, "serving metrics");
+    tokio::spawn(async move {
+        if let Err(e) = serve(listener, app, shutdown).await {
+            tracing::error!(error = format!("{e:#}"), "metrics listener failed");
+        }
+    });
+    Ok(bound)
 }

@@ -4,25 +4,38 @@ use std::sync::{Arc, RwLock};
 
 use serde::{Deserialize, Serialize};
 
-/// Faults applied by the lab; `Default` means none.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// Status of injected HTTP errors unless set.
+const HTTP_ERROR_STATUS: u16 = 503;
+
+/// Faults applied by the lab; `Default` means none. The same fields are the `--…` flags the
+/// lab starts with and the JSON of `PUT /_lab/faults`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, clap::Args)]
 #[serde(default)]
 pub struct Faults {
-    /// Delay before each DNS answer is sent.
+    /// Delay before each DNS answer, in milliseconds.
+    #[arg(long, env = "NETQOE_LAB_DNS_DELAY_MS", default_value_t)]
     pub dns_delay_ms: u64,
     /// Share of DNS queries answered with SERVFAIL (0..1).
+    #[arg(long, env = "NETQOE_LAB_DNS_FAIL_RATE", default_value_t)]
     pub dns_fail_rate: f64,
-    /// Delay after TCP accept before the server side of the TLS handshake proceeds.
+    /// Delay after TCP accept before the server side of the TLS handshake proceeds, in
+    /// milliseconds.
+    #[arg(long, env = "NETQOE_LAB_TLS_DELAY_MS", default_value_t)]
     pub tls_delay_ms: u64,
-    /// Delay before response headers are sent.
+    /// Delay before response headers, in milliseconds.
+    #[arg(long, env = "NETQOE_LAB_TTFB_DELAY_MS", default_value_t)]
     pub ttfb_delay_ms: u64,
-    /// Cap on the body send rate in kbit/s (1 kbit = 1000 bit); `None` = unlimited.
+    /// Cap on the body send rate in kbit/s (1 kbit = 1000 bit); unlimited when unset.
+    #[arg(long, env = "NETQOE_LAB_THROUGHPUT_KBPS")]
     pub throughput_kbps: Option<u64>,
-    /// Share of requests answered with `http_error_status` (0..1).
+    /// Share of requests answered with --http-error-status (0..1).
+    #[arg(long, env = "NETQOE_LAB_HTTP_ERROR_RATE", default_value_t)]
     pub http_error_rate: f64,
     /// Status of injected HTTP errors.
+    #[arg(long, env = "NETQOE_LAB_HTTP_ERROR_STATUS", default_value_t = HTTP_ERROR_STATUS)]
     pub http_error_status: u16,
     /// Share of connections reset abruptly (0..1).
+    #[arg(long, env = "NETQOE_LAB_RESET_RATE", default_value_t)]
     pub reset_rate: f64,
 }
 
@@ -35,7 +48,7 @@ impl Default for Faults {
             ttfb_delay_ms: 0,
             throughput_kbps: None,
             http_error_rate: 0.0,
-            http_error_status: 503,
+            http_error_status: HTTP_ERROR_STATUS,
             reset_rate: 0.0,
         }
     }

@@ -1,6 +1,7 @@
 //! netqoe-lab: a target for netqoe probes serving HTTP, HTTPS and DNS with fault injection.
 
 mod certs;
+pub mod config;
 mod dns;
 mod faults;
 mod http;
@@ -19,16 +20,30 @@ use tokio_util::sync::CancellationToken;
 use faults::FaultState;
 pub use faults::Faults;
 
-/// What the lab listens on and which faults it starts with.
-#[derive(Debug, Clone)]
+/// What the lab listens on and which faults it starts with (its command line, flattened
+/// into `config::Cli`).
+#[derive(Debug, Clone, clap::Args)]
 pub struct LabConfig {
+    /// HTTP listen address.
+    #[arg(long, env = "NETQOE_LAB_HTTP_LISTEN", default_value = "127.0.0.1:8080")]
     pub http_listen: SocketAddr,
+    /// HTTPS listen address.
+    #[arg(
+        long,
+        env = "NETQOE_LAB_HTTPS_LISTEN",
+        default_value = "127.0.0.1:8443"
+    )]
     pub https_listen: SocketAddr,
+    /// UDP DNS listen address.
+    #[arg(long, env = "NETQOE_LAB_DNS_LISTEN", default_value = "127.0.0.1:5353")]
     pub dns_listen: SocketAddr,
-    /// Directory the CA (`ca.pem`) and server certificate are written to.
+    /// Directory the generated CA (ca.pem) and server certificate are written to.
+    #[arg(long, env = "NETQOE_LAB_CERT_DIR", default_value = "./.netqoe/lab")]
     pub cert_dir: PathBuf,
-    /// DNS zone answered, e.g. `lab.netqoe`.
+    /// DNS zone answered (every name in it resolves to 127.0.0.1 / ::1).
+    #[arg(long, env = "NETQOE_LAB_ZONE", default_value = "lab.netqoe")]
     pub zone: String,
+    #[command(flatten)]
     pub faults: Faults,
 }
 
@@ -121,4 +136,34 @@ pub async fn start(cfg: LabConfig, shutdown: CancellationToken) -> anyhow::Resul
     ));
     tokio::spawn(dns::serve(udp, zone, lab.faults.clone(), shutdown));
     Ok(lab)
+}
+
+/// Runs the lab until `shutdown`: `/metrics` on `metrics_listen` when set, the servers, and
+/// their addresses printed on stdout (for scripts) once bound.
+pub async fn run(
+    cfg: LabConfig,
+    metrics_listen: Option<SocketAddr>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    if let Some(addr) = metrics_listen {
+        let handle = netqoe_common::metrics_http::install_recorder()?;
+        metrics::describe();
+        let app = netqoe_common::metrics_http::router(handle);
+        netqoe_common::metrics_http::spawn_listener(addr, app, shutdown.clone()).await?;
+    }
+    let lab = start(cfg, shutdown.clone()).await?;
+    tracing::info!(
+        http = %lab.http_addr(),
+        https = %lab.https_addr(),
+        dns = %lab.dns_addr(),
+        ca = %lab.ca_cert_path().display(),
+        "lab started"
+    );
+    println!("http  {}", lab.http_addr());
+    println!("https {}", lab.https_addr());
+    println!("dns   {}", lab.dns_addr());
+    println!("ca    {}", lab.ca_cert_path().display());
+    shutdown.cancelled().await;
+    tracing::info!("lab stopped");
+    Ok(())
 }
