@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use netqoe_test_support::{free_port, http_get, metric_sum, NatsServer, PgServer, Service};
 
+pub mod faults;
+
 /// The bearer token the pipeline's ingest accepts, for every client id.
 pub const TOKEN: &str = "e2e-token-0123456789abcdef";
 

@@ -1,6 +1,7 @@
 //! Whole-pipeline and soak tests: probe → ingest → JetStream → aggregator → `agg_1m`, every
 //! part the released binary with its defaults.
 
+mod faults;
 mod observability;
 mod pipeline;
 mod scenario;
