@@ -21,6 +21,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics as m;
+use crate::quarantine::{self, Dead};
 use crate::{dlq, store, RunSettings};
 
 /// Decodes and validates one stream message into an event, or says why it cannot be processed.
@@ -54,7 +55,7 @@ pub fn decode(payload: &[u8]) -> Result<Event, String> {
 }
 
 /// Answers `kind` (ack, nak, in progress) to the deliveries whose ack subjects are `acks`.
-async fn answer<'a>(
+pub(crate) async fn answer<'a>(
     client: &async_nats::Client,
     acks: impl Iterator<Item = &'a Subject>,
     kind: AckKind,
@@ -97,8 +98,8 @@ pub fn backoff(attempt: u32, max: Duration) -> Duration {
 /// answered.
 #[derive(Default)]
 pub(crate) struct Fetched {
-    events: Vec<Event>,
-    acks: Vec<Option<Subject>>,
+    pub events: Vec<Event>,
+    pub acks: Vec<Option<Subject>>,
 }
 
 /// The part (of `n`) an event's window belongs to: parts split a batch by client and
@@ -124,6 +125,15 @@ struct Batch {
 /// The events of consecutive batches that go into one transaction, kept in the chunks they
 /// were decoded into (events are large: they are never copied into one long buffer).
 pub(crate) type Chunks = Vec<Fetched>;
+
+/// How [`Consumer::commit`] ended.
+pub(crate) enum Commit {
+    Done,
+    /// Retrying cannot help (see [`quarantine::is_permanent`]).
+    Permanent(sqlx::Error),
+    /// Shutdown came while Postgres was unavailable.
+    Shutdown,
+}
 
 pub(crate) struct Consumer {
     pub js: jetstream::Context,
@@ -334,6 +344,7 @@ impl Consumer {
             events: 0,
             full,
         };
+        let mut dead: Vec<Dead> = Vec::new();
         for msg in batch {
             match decode(&msg.payload) {
                 Ok(e) => {
@@ -342,29 +353,61 @@ impl Consumer {
                     part.acks.push(msg.message.reply);
                     decoded.events += 1;
                 }
-                Err(reason) => self.dead_letter(msg, &reason).await,
+                Err(reason) => dead.push(letter(msg, reason)),
             }
         }
+        self.dead_letters(dead).await;
         decoded
     }
 
     /// Commits one part of a transaction, retrying while Postgres is unavailable; returns its
-    /// chunks, whose messages are to be acked, or None when shutdown came first and they were
-    /// handed back for redelivery.
+    /// chunks, whose messages are to be acked, or None when they were answered here: handed
+    /// back for redelivery because shutdown came first, or committed in parts around the
+    /// events that can never be merged, which went to the DLQ.
     async fn process(&self, chunks: Chunks) -> Option<Chunks> {
-        let events: Vec<&Event> = chunks.iter().flat_map(|c| c.events.iter()).collect();
-        let acks = || chunks.iter().flat_map(|c| c.acks.iter().flatten());
+        let outcome = {
+            let events: Vec<&Event> = chunks.iter().flat_map(|c| c.events.iter()).collect();
+            let acks: Vec<&Subject> = chunks
+                .iter()
+                .flat_map(|c| c.acks.iter().flatten())
+                .collect();
+            match self.commit(&events, &acks).await {
+                Commit::Shutdown => {
+                    answer(&self.js.client(), acks.into_iter(), AckKind::Nak(None)).await;
+                    return None;
+                }
+                outcome => outcome,
+            }
+        };
+        match outcome {
+            Commit::Permanent(error) => {
+                self.isolate(chunks, error).await;
+                None
+            }
+            _ => Some(chunks),
+        }
+    }
+
+    /// Commits `events` (whose deliveries answer to `acks`), retrying with backoff while the
+    /// error is transient; gives up on a permanent error, or when shutdown comes while
+    /// Postgres is unavailable.
+    pub(crate) async fn commit(&self, events: &[&Event], acks: &[&Subject]) -> Commit {
         let client = self.js.client();
         let mut attempt = 0u32;
         let mut last_progress = Instant::now();
         loop {
             let start = Instant::now();
-            match store::apply(&self.pool, &events, &self.cache).await {
+            match store::apply(&self.pool, events, &self.cache).await {
                 Ok(applied) => {
                     metrics::histogram!(m::COMMIT_DURATION).record(start.elapsed().as_secs_f64());
                     self.set_ready(true);
-                    self.committed(&events, applied);
-                    break;
+                    self.committed(events, applied);
+                    return Commit::Done;
+                }
+                Err(error) if quarantine::is_permanent(&error) => {
+                    metrics::counter!(m::DB_ERRORS).increment(1);
+                    tracing::debug!(error = %error, events = events.len(), "batch refused for good");
+                    return Commit::Permanent(error);
                 }
                 Err(error) => {
                     metrics::counter!(m::DB_ERRORS).increment(1);
@@ -377,13 +420,12 @@ impl Consumer {
                             events = events.len(),
                             "shutting down with an uncommitted batch; it will be redelivered"
                         );
-                        answer(&client, acks(), AckKind::Nak(None)).await;
-                        return None;
+                        return Commit::Shutdown;
                     }
                     // Keep the messages ours while Postgres is away instead of letting
                     // them be redelivered every ack wait.
                     if last_progress.elapsed() > Duration::from_secs(10) {
-                        answer(&client, acks(), AckKind::Progress).await;
+                        answer(&client, acks.iter().copied(), AckKind::Progress).await;
                         last_progress = Instant::now();
                     }
                     tokio::time::sleep(backoff(attempt, self.settings.max_backoff)).await;
@@ -391,8 +433,6 @@ impl Consumer {
                 }
             }
         }
-        drop(events);
-        Some(chunks)
     }
 
     fn committed(&self, events: &[&Event], applied: store::Applied) {
@@ -414,28 +454,24 @@ impl Consumer {
             "batch committed"
         );
     }
+}
 
-    /// Moves a message to the DLQ, then acks it; if the DLQ publish fails the message is left
-    /// unacked and comes back.
-    async fn dead_letter(&self, msg: jetstream::Message, reason: &str) {
-        let deliveries = msg.info().map(|i| i.delivered).unwrap_or(1);
-        let subject = msg.subject.to_string();
-        match dlq::send(&self.js, &subject, msg.payload.clone(), reason, deliveries).await {
-            Ok(()) => {
-                metrics::counter!(m::DLQ, "reason" => if reason.starts_with("invalid JSON") { "undecodable" } else { "invalid" }).increment(1);
-                metrics::counter!(m::EVENTS, "outcome" => "dlq").increment(1);
-                tracing::warn!(subject = %subject, reason, "message sent to QOE_DLQ");
-                let _ = msg.ack().await;
-            }
-            Err(error) => {
-                metrics::counter!(m::NATS_ERRORS).increment(1);
-                tracing::warn!(
-                    error = format!("{error:#}"),
-                    "cannot publish to QOE_DLQ; the message will be redelivered"
-                );
-            }
-        }
-    }
+/// The dead letter of a message that cannot be decoded or is invalid.
+fn letter(msg: jetstream::Message, reason: String) -> Dead {
+    let info = msg.info().ok().map(|i| (i.delivered, i.stream_sequence));
+    let label = if reason.starts_with("invalid JSON") {
+        "undecodable"
+    } else {
+        "invalid"
+    };
+    let letter = dlq::Letter {
+        subject: msg.subject.to_string(),
+        payload: msg.payload.clone(),
+        reason,
+        deliveries: info.map_or(1, |i| i.0),
+        msg_id: info.map(|i| dlq::letter_id(i.1)),
+    };
+    (letter, msg.message.reply.clone(), label)
 }
 
 #[cfg(test)]

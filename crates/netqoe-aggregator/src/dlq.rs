@@ -9,31 +9,86 @@ use netqoe_nats::{
 };
 use serde::Serialize;
 
-/// Publishes `payload` to `qoe.dlq.<subject>` with the reason and delivery count headers and
+/// A message on its way to `QOE_DLQ`.
+#[derive(Debug, Clone)]
+pub struct Letter {
+    /// The subject the message was published on.
+    pub subject: String,
+    pub payload: Bytes,
+    pub reason: String,
+    /// How many times it had been delivered.
+    pub deliveries: i64,
+    /// Its `Nats-Msg-Id` in `QOE_DLQ` (see [`letter_id`]), so that sending it again after a
+    /// crash within the stream's duplicate window stores it once.
+    pub msg_id: Option<String>,
+}
+
+/// The `Nats-Msg-Id` of the dead letter of the `QOE_EVENTS` message at `stream_seq`.
+pub fn letter_id(stream_seq: u64) -> String {
+    format!("{}:{stream_seq}", netqoe_nats::EVENTS_STREAM)
+}
+
+/// The `Nats-Msg-Id` of the replay of the dead letter at `dlq_seq`.
+pub fn replay_id(dlq_seq: u64) -> String {
+    format!("{DLQ_STREAM}:{dlq_seq}:replay")
+}
+
+/// Delivery count and stream sequence of a JetStream delivery, read from its ack subject
+/// (`$JS.ACK.<stream>.<consumer>.<delivered>.<stream seq>...`, or with domain and account
+/// hash before the stream in the newer form).
+pub fn delivery_of(ack_subject: &str) -> Option<(i64, u64)> {
+    let tokens: Vec<&str> = ack_subject.strip_prefix("$JS.ACK.")?.split('.').collect();
+    let at = match tokens.len() {
+        7 => 2,
+        n if n >= 9 => 4,
+        _ => return None,
+    };
+    Some((tokens[at].parse().ok()?, tokens[at + 1].parse().ok()?))
+}
+
+/// Publishes `letter` to `qoe.dlq.<subject>` with the reason and delivery count headers and
 /// waits for the ack.
-pub async fn send(
-    js: &jetstream::Context,
-    subject: &str,
-    payload: Bytes,
-    reason: &str,
-    deliveries: i64,
-) -> anyhow::Result<()> {
-    let mut headers = async_nats::HeaderMap::new();
-    // Header values must be one line.
-    let reason: String = reason
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .take(512)
-        .collect();
-    headers.insert(HEADER_DLQ_REASON, reason.as_str());
-    headers.insert(HEADER_DLQ_DELIVERIES, deliveries.to_string().as_str());
-    headers.insert(HEADER_DLQ_SUBJECT, subject);
-    js.publish_with_headers(format!("{DLQ_SUBJECT_PREFIX}{subject}"), headers, payload)
+pub async fn send(js: &jetstream::Context, letter: &Letter) -> anyhow::Result<()> {
+    send_all(js, std::slice::from_ref(letter))
         .await
-        .context("publish to QOE_DLQ")?
-        .await
-        .context("ack from QOE_DLQ")?;
-    Ok(())
+        .pop()
+        .unwrap_or(Ok(()))
+}
+
+/// Publishes every letter at once and then waits for all their acks; one result per letter,
+/// in order.
+pub async fn send_all(js: &jetstream::Context, letters: &[Letter]) -> Vec<anyhow::Result<()>> {
+    let mut acks = Vec::with_capacity(letters.len());
+    for letter in letters {
+        let mut headers = async_nats::HeaderMap::new();
+        // Header values must be one line.
+        let reason: String = letter
+            .reason
+            .chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .take(512)
+            .collect();
+        headers.insert(HEADER_DLQ_REASON, reason.as_str());
+        headers.insert(
+            HEADER_DLQ_DELIVERIES,
+            letter.deliveries.to_string().as_str(),
+        );
+        headers.insert(HEADER_DLQ_SUBJECT, letter.subject.as_str());
+        if let Some(id) = &letter.msg_id {
+            headers.insert("Nats-Msg-Id", id.as_str());
+        }
+        let subject = format!("{DLQ_SUBJECT_PREFIX}{}", letter.subject);
+        acks.push(
+            js.publish_with_headers(subject, headers, letter.payload.clone())
+                .await
+                .context("publish to QOE_DLQ"),
+        );
+    }
+    futures::future::join_all(acks.into_iter().map(|ack| async move {
+        ack?.await.context("ack from QOE_DLQ")?;
+        Ok(())
+    }))
+    .await
 }
 
 /// One dead letter as `dlq list` shows it.
@@ -80,7 +135,9 @@ pub async fn list(js: &jetstream::Context) -> anyhow::Result<Vec<Entry>> {
 }
 
 /// Republishes the chosen dead letters to their original subjects and removes them from the
-/// DLQ. Returns how many were replayed.
+/// DLQ. Returns how many were replayed. A replay carries a `Nats-Msg-Id` of the letter's
+/// sequence, so replaying again after a crash between the publish and the removal stores it
+/// once (within `QOE_EVENTS`' duplicate window).
 pub async fn replay(js: &jetstream::Context, seq: Option<u64>) -> anyhow::Result<usize> {
     let stream = js
         .get_stream(DLQ_STREAM)
@@ -95,7 +152,9 @@ pub async fn replay(js: &jetstream::Context, seq: Option<u64>) -> anyhow::Result
         if e.subject.is_empty() {
             anyhow::bail!("dead letter {} has no {HEADER_DLQ_SUBJECT} header", e.seq);
         }
-        js.publish(e.subject.clone(), e.payload.clone())
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert("Nats-Msg-Id", replay_id(e.seq).as_str());
+        js.publish_with_headers(e.subject.clone(), headers, e.payload.clone())
             .await
             .context("republish")?
             .await
@@ -110,4 +169,31 @@ pub async fn replay(js: &jetstream::Context, seq: Option<u64>) -> anyhow::Result
         anyhow::bail!("no dead letter with sequence {s}");
     }
     Ok(replayed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deliveries_and_sequences_are_read_from_both_ack_subject_forms() {
+        assert_eq!(
+            delivery_of("$JS.ACK.QOE_EVENTS.aggregator.3.1234.1200.1733380000000000000.7"),
+            Some((3, 1234))
+        );
+        assert_eq!(
+            delivery_of(
+                "$JS.ACK._.ACCHASH.QOE_EVENTS.aggregator.1.99.98.1733380000000000000.0.xyz"
+            ),
+            Some((1, 99))
+        );
+        assert_eq!(delivery_of("_INBOX.abc"), None);
+        assert_eq!(delivery_of("$JS.ACK.QOE_EVENTS.aggregator.x.1.2.3.4"), None);
+    }
+
+    #[test]
+    fn letters_and_replays_have_ids_of_their_own() {
+        assert_eq!(letter_id(42), "QOE_EVENTS:42");
+        assert_eq!(replay_id(42), "QOE_DLQ:42:replay");
+    }
 }

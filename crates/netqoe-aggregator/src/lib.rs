@@ -5,6 +5,7 @@ pub mod cli;
 pub mod consume;
 pub mod dlq;
 pub mod metrics;
+pub mod quarantine;
 pub mod store;
 pub mod window;
 

@@ -34,7 +34,10 @@ pub fn describe() {
     );
     describe_gauge!(ACK_PENDING, "messages delivered and not yet acknowledged");
     describe_counter!(DLQ, "messages sent to QOE_DLQ, by reason");
-    describe_counter!(DB_ERRORS, "failed batch transactions (retried)");
+    describe_counter!(
+        DB_ERRORS,
+        "failed batch transactions (transient ones retried, permanent ones isolated)"
+    );
     describe_counter!(
         NATS_ERRORS,
         "failed fetches, acks and DLQ publishes (retried)"
@@ -49,7 +52,7 @@ pub fn describe() {
     for outcome in ["new", "duplicate", "dlq"] {
         metrics::counter!(EVENTS, "outcome" => outcome).increment(0);
     }
-    for reason in ["undecodable", "invalid"] {
+    for reason in ["undecodable", "invalid", "unmergeable"] {
         metrics::counter!(DLQ, "reason" => reason).increment(0);
     }
     for table in ["events_seen", "agg_1m"] {

@@ -5,5 +5,6 @@ mod exact;
 mod faults;
 mod ledger;
 mod migrate;
+mod quarantine;
 mod series;
 mod support;
