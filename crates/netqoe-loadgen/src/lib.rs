@@ -6,6 +6,8 @@
 //! realistic measurements with injected incidents and their ground truth, and [`send`]
 //! pushes such a stream through ingest.
 
+pub mod commands;
+pub mod config;
 pub mod faults;
 pub mod load;
 pub mod noise;
