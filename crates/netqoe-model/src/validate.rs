@@ -78,117 +78,7 @@ pub fn validate_at(value: &Value, now_ms: i64) -> Result<Validated, Vec<FieldErr
     }
 }
 
-fn kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
-}
-
-fn path(prefix: &str, key: &str) -> String {
-    if prefix.is_empty() {
-        key.to_string()
-    } else {
-        format!("{prefix}.{key}")
-    }
-}
-
-#[derive(Default)]
-struct Checker {
-    errors: Vec<FieldError>,
-    warnings: Vec<String>,
-}
-
 impl Checker {
-    fn fail(&mut self, field: impl Into<String>, problem: impl Into<String>) {
-        self.errors.push(FieldError {
-            field: field.into(),
-            problem: problem.into(),
-        });
-    }
-
-    fn unknown_fields(&mut self, obj: &Map<String, Value>, prefix: &str, known: &[&str]) {
-        for key in obj.keys().filter(|k| !known.contains(&k.as_str())) {
-            self.warnings
-                .push(format!("unknown field `{}` ignored", path(prefix, key)));
-        }
-    }
-
-    /// The value of an optional field; JSON `null` counts as absent.
-    fn opt<'a>(obj: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
-        obj.get(key).filter(|v| !v.is_null())
-    }
-
-    fn required<'a>(&mut self, obj: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
-        let v = Self::opt(obj, key);
-        if v.is_none() {
-            self.fail(key, "is required");
-        }
-        v
-    }
-
-    fn string<'a>(&mut self, field: &str, v: &'a Value) -> Option<&'a str> {
-        let s = v.as_str();
-        if s.is_none() {
-            self.fail(field, format!("must be a string, got {}", kind(v)));
-        }
-        s
-    }
-
-    fn string_len<'a>(&mut self, field: &str, v: &'a Value, max: usize) -> Option<&'a str> {
-        let s = self.string(field, v)?;
-        let n = s.chars().count();
-        if n == 0 || n > max {
-            self.fail(field, format!("must be 1 to {max} characters, got {n}"));
-            return None;
-        }
-        Some(s)
-    }
-
-    fn integer(&mut self, field: &str, v: &Value, min: i64, max: i64) -> Option<i64> {
-        let Some(n) = v.as_i64() else {
-            let problem = match v {
-                Value::Number(n) if n.is_u64() => format!("must be at most {max}"),
-                Value::Number(_) => "must be an integer, not a fraction".to_string(),
-                other => format!("must be an integer, got {}", kind(other)),
-            };
-            self.fail(field, problem);
-            return None;
-        };
-        if n < min || n > max {
-            self.fail(field, format!("must be between {min} and {max}, got {n}"));
-            return None;
-        }
-        Some(n)
-    }
-
-    fn number(&mut self, field: &str, v: &Value, max: f64) -> Option<f64> {
-        let Some(x) = v.as_f64() else {
-            self.fail(field, format!("must be a number, got {}", kind(v)));
-            return None;
-        };
-        if !x.is_finite() || x < 0.0 || x > max {
-            self.fail(
-                field,
-                format!("must be a finite number from 0 to {max}, got {x}"),
-            );
-            return None;
-        }
-        Some(x)
-    }
-
-    fn object<'a>(&mut self, field: &str, v: &'a Value) -> Option<&'a Map<String, Value>> {
-        let o = v.as_object();
-        if o.is_none() {
-            self.fail(field, format!("must be an object, got {}", kind(v)));
-        }
-        o
-    }
-
     fn event(&mut self, obj: &Map<String, Value>, now_ms: i64) -> Option<Event> {
         self.unknown_fields(
             obj,
@@ -531,8 +421,10 @@ impl Checker {
     }
 }
 
+mod checker;
 mod names;
 mod typed;
+use checker::{kind, path, Checker};
 pub use names::client_id_problem;
 pub(crate) use names::is_valid_target_for;
 use names::{is_host_name, is_valid_target};

@@ -5,3 +5,4 @@ mod grafana;
 mod k8s;
 mod prometheus;
 mod systemd;
+mod tidy;
