@@ -113,8 +113,7 @@ impl Stack {
 
     /// A JetStream context on the stack's NATS.
     pub async fn jetstream(&self) -> Result<jetstream::Context> {
-        let client = async_nats::connect(self.nats_url.as_str()).await?;
-        Ok(jetstream::new(client))
+        connect(&self.nats_url).await
     }
 
     /// Waits until the aggregator has merged every acknowledged event and the consumer has
@@ -148,6 +147,13 @@ impl Stack {
             tokio::time::sleep(Duration::from_millis(pause)).await;
         }
     }
+}
+
+/// A JetStream context on `urls`, one server or several comma separated.
+pub async fn connect(urls: &str) -> Result<jetstream::Context> {
+    let servers: Vec<&str> = urls.split(',').collect();
+    let client = async_nats::connect(servers.as_slice()).await?;
+    Ok(jetstream::new(client))
 }
 
 /// Whether the `aggregator` consumer has no message left to deliver or to be acked.

@@ -131,8 +131,7 @@ impl NatsCluster {
 
     /// Waits until `stream` has a leader and every replica is current.
     pub async fn wait_replicas_current(&self, stream: &str, limit: Duration) -> Result<()> {
-        let client = async_nats::connect(self.urls().as_str()).await?;
-        let js = async_nats::jetstream::new(client);
+        let js = super::connect(&self.urls()).await?;
         let deadline = Instant::now() + limit;
         loop {
             let info = match js.get_stream(stream).await {

@@ -144,6 +144,11 @@ impl Load {
         Ok(())
     }
 
+    /// The ids acknowledged so far.
+    pub fn acked_ids(&self) -> HashSet<String> {
+        self.log.lock().expect("log").acked.clone()
+    }
+
     /// Stops sending fresh batches (given batches are still retried until acknowledged or
     /// `limit` passes), waits for the tasks and returns what was acknowledged.
     pub async fn finish(self, limit: Duration) -> Acknowledged {

@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use netqoe_e2e::faults::{Acknowledged, Answer, Load, Row, Stack, Tally};
+use netqoe_e2e::faults::{Acknowledged, Answer, Batch, Load, NatsCluster, Row, Stack, Tally};
 use netqoe_test_support::NatsServer;
 
 /// Three tasks, each a batch of 20 events every 150 ms: about 400 events/s.
@@ -173,4 +173,149 @@ async fn nats_killed_and_restarted_sheds_with_retry_after_and_recovers_without_r
         answers(&sent)
     );
     settle("2-nats-kill", "nats-server kill -9", happened, t);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "netqoe_nats::connect hands a comma-separated NATS_URL to async-nats as one URL, so \
+            ingest and the aggregator exit at start against a cluster"]
+async fn a_three_node_cluster_losing_one_node_then_another_keeps_every_acknowledged_event() {
+    let mut c = NatsCluster::start(3).unwrap();
+    let replicas = ["--stream-replicas=3"];
+    let mut s = Stack::start("cluster", &c.urls(), &replicas).await.unwrap();
+    let (_agg, _) = s.aggregator("aggregator", &replicas).unwrap();
+    c.wait_replicas_current(netqoe_nats::EVENTS_STREAM, Duration::from_secs(30))
+        .await
+        .unwrap();
+    let load = Load::start(&s.ingest_url(), TASKS, BATCH, PAUSE);
+    load.wait_for(Instant::now(), acked, 20, Duration::from_secs(20))
+        .await
+        .unwrap();
+
+    let mut served = Vec::new();
+    for (node, restart) in [(0, true), (1, false)] {
+        c.kill(node);
+        let down = Instant::now();
+        load.wait_for(down, acked, 30, Duration::from_secs(30))
+            .await
+            .unwrap_or_else(|e| panic!("ingest kept acknowledging with n{node} down: {e}"));
+        served.push(down.elapsed());
+        if restart {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            c.restart(node).unwrap();
+            c.wait_replicas_current(netqoe_nats::EVENTS_STREAM, Duration::from_secs(30))
+                .await
+                .unwrap();
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(s.ingest_running(), "ingest served throughout");
+    let sent = load.finish(Duration::from_secs(15)).await;
+    let t = s.reckon(&sent.ids, RECKON).await.unwrap();
+    let happened = format!(
+        "three nodes, QOE_EVENTS at 3 replicas: n0 killed -9 (30 batches acknowledged within \
+         {:.1} s), restarted and caught up, then n1 killed -9 (30 batches within {:.1} s); {}",
+        served[0].as_secs_f64(),
+        served[1].as_secs_f64(),
+        answers(&sent)
+    );
+    settle(
+        "3-cluster-node-kill",
+        "NATS cluster node kill -9, then another",
+        happened,
+        t,
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_stream_sheds_with_retry_after_and_accepts_again_once_it_has_room() {
+    let nats = NatsServer::start().unwrap();
+    // About 2 000 events fit in 1 MiB.
+    let small = ["--stream-max-bytes=1048576"];
+    let mut s = Stack::start("full", &nats.url(), &small).await.unwrap();
+    let (_agg, _) = s.aggregator("aggregator", &small).unwrap();
+    let load = Load::start(&s.ingest_url(), TASKS, BATCH, PAUSE);
+    let start = Instant::now();
+    load.wait_for(start, shed, 5, Duration::from_secs(40))
+        .await
+        .expect("a full stream answers 503 with Retry-After");
+    let full = Instant::now();
+    let filled = full - start;
+    // The aggregator catches up; a limits stream keeps merged messages until max_age, so its
+    // draining frees no room.
+    let drained = s.reckon(&load.acked_ids(), RECKON).await.unwrap();
+    let shed_after_drain = Instant::now();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let still_full = load.count(shed_after_drain, shed);
+    let acked_while_full = load.count(shed_after_drain, acked);
+    // The operator gives the stream room: ingest restarted with a larger max_bytes.
+    s.respawn_ingest(&["--stream-max-bytes=16777216"]).unwrap();
+    let roomy = Instant::now();
+    load.wait_for(roomy, acked, 30, Duration::from_secs(30))
+        .await
+        .expect("ingest accepts again once the stream has room");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let sent = load.finish(Duration::from_secs(15)).await;
+    let t = s.reckon(&sent.ids, RECKON).await.unwrap();
+    let happened = format!(
+        "QOE_EVENTS at max_bytes 1 MiB filled after {:.1} s; with the aggregator caught up \
+         ({} merged) the stream stayed full ({still_full} × 503, {acked_while_full} × 202 in \
+         2 s); max_bytes raised to 16 MiB (ingest restarted) and ingest accepted again; {}",
+        filled.as_secs_f64(),
+        drained.merged,
+        answers(&sent)
+    );
+    settle("5-stream-full", "stream full (max_bytes)", happened, t);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_event_sent_three_times_also_past_the_duplicate_window_is_counted_once() {
+    let nats = NatsServer::start().unwrap();
+    let s = Stack::start("dupes", &nats.url(), &[]).await.unwrap();
+    let (_agg, _) = s.aggregator("aggregator", &[]).unwrap();
+    let batches: Vec<Batch> = (0..100).map(|i| Batch::generate(25, i * 25)).collect();
+    let distinct = batches.iter().map(|b| b.ids.len()).sum::<usize>();
+    // Twice at once, within JetStream's duplicate window: the second copy is a duplicate.
+    let twice: Vec<Batch> = batches
+        .iter()
+        .flat_map(|b| [b.clone(), b.clone()])
+        .collect();
+    let first = Load::replay(&s.ingest_url(), 4, twice, Duration::ZERO)
+        .finish(Duration::from_secs(60))
+        .await;
+    // The window shrinks to 1 s (as `nats stream edit` would); the third copy comes after it.
+    let js = s.jetstream().await.unwrap();
+    let mut stream = js.get_stream(netqoe_nats::EVENTS_STREAM).await.unwrap();
+    let mut config = stream.info().await.unwrap().config.clone();
+    config.duplicate_window = Duration::from_secs(1);
+    js.update_stream(config).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let third = Load::replay(&s.ingest_url(), 4, batches, Duration::ZERO)
+        .finish(Duration::from_secs(60))
+        .await;
+    let stored = stream.info().await.unwrap().state.messages;
+    let duplicates = netqoe_e2e::scrape(
+        s.ingest_metrics,
+        "netqoe_ingest_events_duplicate_total",
+        &[],
+    )
+    .unwrap();
+    let mut ids = first.ids.clone();
+    ids.extend(third.ids.iter().cloned());
+    assert_eq!(first.ids.len(), distinct);
+    assert_eq!(third.ids.len(), distinct);
+    let t = s.reckon(&ids, RECKON).await.unwrap();
+    let happened = format!(
+        "{distinct} events each sent three times: twice at once (ingest reported {duplicates} \
+         duplicates), then again after the duplicate window (shrunk to 1 s): the stream holds \
+         {stored} messages and the ledger dropped the repeats; {}, then {}",
+        answers(&first),
+        answers(&third)
+    );
+    assert_eq!(
+        stored,
+        2 * distinct as u64,
+        "the third copies reached the stream"
+    );
+    settle("6-duplicate-storm", "duplicate storm ×3", happened, t);
+    assert_eq!(t.counted, distinct as i64, "each event counted once");
 }
