@@ -5,6 +5,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+mod cli;
+pub use cli::Cli;
+
 /// Default measurement interval when neither the file nor the target sets one.
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(30);
 /// Default per-target timeout.

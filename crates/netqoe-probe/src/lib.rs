@@ -1,5 +1,6 @@
 //! netqoe-probe: measures network quality of experience per target and spools events for shipping.
 
+pub mod app;
 pub mod cert;
 pub mod client_id;
 pub mod config;
