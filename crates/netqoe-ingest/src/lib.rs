@@ -9,7 +9,8 @@
 //! settings.auth = AuthSource::Inline("[[tokens]]\ntoken = \"0123456789abcdef\"\nclients = [\"*\"]\n".into());
 //! let api = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
 //! let shutdown = tokio_util::sync::CancellationToken::new();
-//! run(settings, api, None, shutdown).await
+//! run(settings, api, None, shutdown).await?;
+//! # Ok(())
 //! # }
 //! ```
 //!
@@ -38,6 +39,30 @@ pub use auth::Tokens;
 pub use config::{AuthSource, Cli, Settings};
 use state::{AppState, Auth};
 
+/// Why [`run`] stopped with an error, and the exit code that says so.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The tokens file or limits cannot be used (exit 3).
+    #[error("{0:#}")]
+    Config(anyhow::Error),
+    /// NATS could not be set up (exit 4).
+    #[error("{0:#}")]
+    Unavailable(anyhow::Error),
+    /// Failed while serving (exit 1).
+    #[error("{0:#}")]
+    Failed(anyhow::Error),
+}
+
+impl RunError {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            RunError::Config(_) => netqoe_common::exit::CONFIG,
+            RunError::Unavailable(_) => netqoe_common::exit::UNAVAILABLE,
+            RunError::Failed(_) => netqoe_common::exit::FAILURE,
+        }
+    }
+}
+
 /// Runs ingest on `api` (and `/metrics`, `/healthz`, `/readyz` on `metrics_listener` when
 /// given, with the handle of the installed recorder) until `shutdown`.
 pub async fn run(
@@ -45,8 +70,10 @@ pub async fn run(
     api: TcpListener,
     metrics_listener: Option<(TcpListener, PrometheusHandle)>,
     shutdown: CancellationToken,
-) -> anyhow::Result<()> {
-    let auth = Auth::load(&settings).context("failed to load tokens")?;
+) -> Result<(), RunError> {
+    let auth = Auth::load(&settings)
+        .context("failed to load tokens")
+        .map_err(RunError::Config)?;
     if let Some(tokens) = &auth.tokens {
         tracing::info!(tokens = tokens.len(), "tokens loaded");
     } else {
@@ -54,7 +81,8 @@ pub async fn run(
     }
     let client = netqoe_nats::connect(&settings.nats_url, "netqoe-ingest", false)
         .await
-        .context("failed to set up the NATS client")?;
+        .context("failed to set up the NATS client")
+        .map_err(RunError::Unavailable)?;
     let publisher = publish::Publisher::new(
         client,
         settings.ack_timeout,
@@ -80,7 +108,8 @@ pub async fn run(
         });
     }
 
-    tracing::info!(addr = %api.local_addr()?, "serving the events API");
+    let addr = api.local_addr().map_err(|e| RunError::Failed(e.into()))?;
+    tracing::info!(%addr, "serving the events API");
     server::serve(
         api,
         app::app(state.clone()),

@@ -34,22 +34,22 @@ async fn main() -> ExitCode {
         Ok(l) => l,
         Err(error) => {
             tracing::error!(error = %error, addr = %cli.listen, "cannot bind the API address");
-            return ExitCode::from(exit::CONFIG);
+            return ExitCode::from(exit::UNAVAILABLE);
         }
     };
     let metrics = match tokio::net::TcpListener::bind(cli.metrics_listen).await {
         Ok(l) => l,
         Err(error) => {
             tracing::error!(error = %error, addr = %cli.metrics_listen, "cannot bind the metrics address");
-            return ExitCode::from(exit::CONFIG);
+            return ExitCode::from(exit::UNAVAILABLE);
         }
     };
     let shutdown = netqoe_common::shutdown_token();
     match netqoe_ingest::run(settings, api, Some((metrics, handle)), shutdown).await {
         Ok(()) => ExitCode::from(exit::OK),
         Err(error) => {
-            tracing::error!(error = format!("{error:#}"), "netqoe-ingest failed");
-            ExitCode::from(exit::CONFIG)
+            tracing::error!(error = %error, "netqoe-ingest failed");
+            ExitCode::from(error.exit_code())
         }
     }
 }
