@@ -3,7 +3,7 @@ CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 
 .DEFAULT_GOAL := help
-.PHONY: help setup build test lint bench demo demo-down clean
+.PHONY: help setup build test lint bench demo demo-down clean reliability-report
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -21,6 +21,9 @@ lint: ## rustfmt check and clippy with -D warnings
 
 test: setup lint ## setup, lint gate, then every unit and integration test (real nats-server and PostgreSQL)
 	$(CARGO) test --workspace --no-fail-fast
+
+reliability-report: ## the fault suite (kills, outages, a full stream, duplicates), then its table for docs/reliability.md
+	$(CARGO) build -q --bins -p netqoe-ingest -p netqoe-aggregator && $(CARGO) test -p netqoe-e2e --test it faults -- --include-ignored; $(CARGO) run -q -p netqoe-e2e --example reliability_table
 
 bench: ## benchmarks against release builds; one JSON line per figure
 	@bash deploy/scripts/setup.sh

@@ -239,6 +239,14 @@ impl Row {
     }
 }
 
+/// Removes the row recorded under `key` by an earlier run, so that a run that fails before it
+/// records leaves no stale figures behind.
+pub fn forget(key: &str) {
+    if let Ok(dir) = reliability_dir() {
+        let _ = std::fs::remove_file(dir.join(format!("{key}.json")));
+    }
+}
+
 /// `target/reliability` of the running build (`CARGO_TARGET_DIR` when set).
 pub fn reliability_dir() -> Result<PathBuf> {
     let target = match std::env::var_os("CARGO_TARGET_DIR") {

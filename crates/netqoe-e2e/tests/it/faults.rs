@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use netqoe_e2e::faults::{Acknowledged, Answer, Batch, Load, NatsCluster, Row, Stack, Tally};
+use netqoe_e2e::faults::{self, Acknowledged, Answer, Batch, Load, NatsCluster, Row, Stack, Tally};
 use netqoe_test_support::NatsServer;
 
 /// Three tasks, each a batch of 20 events every 150 ms: about 400 events/s.
@@ -25,6 +25,10 @@ fn shed(a: Answer) -> bool {
     a == Answer::Unavailable { retry_after: true }
 }
 
+fn bare(a: Answer) -> bool {
+    a == Answer::Unavailable { retry_after: false }
+}
+
 /// How ingest answered, in a few words.
 fn answers(a: &Acknowledged) -> String {
     let n = |f: &dyn Fn(Answer) -> bool| a.answers.iter().filter(|(_, x)| f(*x)).count();
@@ -33,7 +37,7 @@ fn answers(a: &Acknowledged) -> String {
     if shed > 0 {
         s.push_str(&format!(", {shed} × 503 with Retry-After"));
     }
-    let bare = n(&|x| x == Answer::Unavailable { retry_after: false });
+    let bare = n(&bare);
     if bare > 0 {
         s.push_str(&format!(", {bare} × 503 without Retry-After"));
     }
@@ -81,6 +85,7 @@ async fn merged_past(s: &Stack, n: i64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_aggregator_killed_three_times_under_load_loses_and_doubles_nothing() {
+    faults::forget("1a-aggregator-kill");
     let nats = NatsServer::start().unwrap();
     let s = Stack::start("agg-kill", &nats.url(), &[]).await.unwrap();
     let (mut agg, metrics) = s.aggregator("aggregator", &[]).unwrap();
@@ -107,6 +112,7 @@ async fn an_aggregator_killed_three_times_under_load_loses_and_doubles_nothing()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_of_two_aggregators_killed_and_restarted_loses_and_doubles_nothing() {
+    faults::forget("1b-aggregator-pair");
     let nats = NatsServer::start().unwrap();
     let s = Stack::start("agg-pair", &nats.url(), &[]).await.unwrap();
     let (mut a, metrics) = s.aggregator("aggregator-a", &[]).unwrap();
@@ -139,6 +145,7 @@ async fn one_of_two_aggregators_killed_and_restarted_loses_and_doubles_nothing()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nats_killed_and_restarted_sheds_with_retry_after_and_recovers_without_restart() {
+    faults::forget("2-nats-kill");
     let mut nats = NatsServer::start().unwrap();
     let mut s = Stack::start("nats-kill", &nats.url(), &[]).await.unwrap();
     let (_agg, _) = s.aggregator("aggregator", &[]).unwrap();
@@ -163,6 +170,7 @@ async fn nats_killed_and_restarted_sheds_with_retry_after_and_recovers_without_r
     let recovered = up.elapsed();
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert!(s.ingest_running(), "ingest recovered without a restart");
+    assert_eq!(load.count(start, bare), 0, "every 503 carries Retry-After");
     let sent = load.finish(Duration::from_secs(15)).await;
     let t = s.reckon(&sent.ids, RECKON).await.unwrap();
     let happened = format!(
@@ -179,6 +187,7 @@ async fn nats_killed_and_restarted_sheds_with_retry_after_and_recovers_without_r
 #[ignore = "netqoe_nats::connect hands a comma-separated NATS_URL to async-nats as one URL, so \
             ingest and the aggregator exit at start against a cluster"]
 async fn a_three_node_cluster_losing_one_node_then_another_keeps_every_acknowledged_event() {
+    faults::forget("3-cluster-node-kill");
     let mut c = NatsCluster::start(3).unwrap();
     let replicas = ["--stream-replicas=3"];
     let mut s = Stack::start("cluster", &c.urls(), &replicas).await.unwrap();
@@ -228,6 +237,7 @@ async fn a_three_node_cluster_losing_one_node_then_another_keeps_every_acknowled
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_stream_sheds_with_retry_after_and_accepts_again_once_it_has_room() {
+    faults::forget("5-stream-full");
     let nats = NatsServer::start().unwrap();
     // About 2 000 events fit in 1 MiB.
     let small = ["--stream-max-bytes=1048576"];
@@ -254,6 +264,7 @@ async fn a_full_stream_sheds_with_retry_after_and_accepts_again_once_it_has_room
         .await
         .expect("ingest accepts again once the stream has room");
     tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(load.count(start, bare), 0, "every 503 carries Retry-After");
     let sent = load.finish(Duration::from_secs(15)).await;
     let t = s.reckon(&sent.ids, RECKON).await.unwrap();
     let happened = format!(
@@ -269,6 +280,7 @@ async fn a_full_stream_sheds_with_retry_after_and_accepts_again_once_it_has_room
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_event_sent_three_times_also_past_the_duplicate_window_is_counted_once() {
+    faults::forget("6-duplicate-storm");
     let nats = NatsServer::start().unwrap();
     let s = Stack::start("dupes", &nats.url(), &[]).await.unwrap();
     let (_agg, _) = s.aggregator("aggregator", &[]).unwrap();
