@@ -20,9 +20,10 @@ use sqlx::PgPool;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::inflight::InFlight;
 use crate::metrics as m;
-use crate::quarantine::{self, Dead};
-use crate::{dlq, store, RunSettings};
+use crate::quarantine::{self, letter, Dead};
+use crate::{store, RunSettings};
 
 /// Decodes and validates one stream message into an event, or says why it cannot be processed.
 ///
@@ -100,6 +101,8 @@ pub fn backoff(attempt: u32, max: Duration) -> Duration {
 pub(crate) struct Fetched {
     pub events: Vec<Event>,
     pub acks: Vec<Option<Subject>>,
+    /// The handle of its deliveries in [`InFlight`] while they wait.
+    pub held: Option<u64>,
 }
 
 /// The part (of `n`) an event's window belongs to: parts split a batch by client and
@@ -142,6 +145,7 @@ pub(crate) struct Consumer {
     pub settings: RunSettings,
     pub ready: Arc<AtomicBool>,
     pub shutdown: CancellationToken,
+    pub inflight: InFlight,
 }
 
 impl Consumer {
@@ -182,6 +186,8 @@ impl Consumer {
         let queue = (max_events / batch_size).max(1);
         let (tx, mut rx) = mpsc::channel::<Batch>(queue);
         let fetcher = tokio::spawn(self.clone().fetch_loop(tx));
+        let keeper_stop = CancellationToken::new();
+        let keeper = tokio::spawn(self.clone().keep_alive(keeper_stop.clone()));
         let mut acks = tokio::task::JoinSet::new();
         while let Some(first) = rx.recv().await {
             let mut events = first.events;
@@ -210,13 +216,20 @@ impl Consumer {
             // Disjoint sets of windows commit side by side on their own connections; acks go
             // out in the background while the next batch commits.
             parts.retain(|chunks| chunks.iter().any(|c| !c.events.is_empty()));
+            let held: Vec<u64> = parts.iter().flatten().filter_map(|c| c.held).collect();
             let done = futures::future::join_all(parts.into_iter().map(|p| self.process(p))).await;
+            // Answered or about to be: no longer kept alive.
+            for id in held {
+                self.inflight.release(id);
+            }
             for chunks in done.into_iter().flatten() {
                 acks.spawn(ack_all(self.js.client(), chunks));
             }
             while acks.try_join_next().is_some() {}
         }
         fetcher.await.context("fetch task")?;
+        keeper_stop.cancel();
+        let _ = keeper.await;
         while acks.join_next().await.is_some() {}
         Ok(())
     }
@@ -264,8 +277,10 @@ impl Consumer {
     /// A continuous pull from the `aggregator` consumer: the client keeps requests of
     /// `batch_size` messages outstanding, so the next batch is on its way while one commits.
     async fn open(&self) -> anyhow::Result<pull::Stream> {
-        self.consumer()
-            .await?
+        let consumer = self.consumer().await?;
+        self.inflight
+            .set_ack_wait(consumer.cached_info().config.ack_wait);
+        consumer
             .stream()
             .max_messages_per_batch(self.settings.batch_size)
             .heartbeat(Duration::from_secs(5))
@@ -339,13 +354,18 @@ impl Consumer {
                 .map(|_| Fetched {
                     events: Vec::with_capacity(room),
                     acks: Vec::with_capacity(room),
+                    held: None,
                 })
                 .collect(),
             events: 0,
             full,
         };
         let mut dead: Vec<Dead> = Vec::new();
+        let mut redelivered = 0u64;
         for msg in batch {
+            if msg.info().is_ok_and(|i| i.delivered > 1) {
+                redelivered += 1;
+            }
             match decode(&msg.payload) {
                 Ok(e) => {
                     let part = &mut decoded.parts[part_of(&e, n)];
@@ -355,6 +375,12 @@ impl Consumer {
                 }
                 Err(reason) => dead.push(letter(msg, reason)),
             }
+        }
+        metrics::counter!(m::REDELIVERED).increment(redelivered);
+        let now = Instant::now();
+        for part in decoded.parts.iter_mut().filter(|p| !p.events.is_empty()) {
+            let acks = part.acks.iter().flatten().cloned().collect();
+            part.held = Some(self.inflight.hold(acks, now));
         }
         self.dead_letters(dead).await;
         decoded
@@ -367,13 +393,10 @@ impl Consumer {
     async fn process(&self, chunks: Chunks) -> Option<Chunks> {
         let outcome = {
             let events: Vec<&Event> = chunks.iter().flat_map(|c| c.events.iter()).collect();
-            let acks: Vec<&Subject> = chunks
-                .iter()
-                .flat_map(|c| c.acks.iter().flatten())
-                .collect();
-            match self.commit(&events, &acks).await {
+            match self.commit(&events).await {
                 Commit::Shutdown => {
-                    answer(&self.js.client(), acks.into_iter(), AckKind::Nak(None)).await;
+                    let acks = chunks.iter().flat_map(|c| c.acks.iter().flatten());
+                    answer(&self.js.client(), acks, AckKind::Nak(None)).await;
                     return None;
                 }
                 outcome => outcome,
@@ -388,13 +411,11 @@ impl Consumer {
         }
     }
 
-    /// Commits `events` (whose deliveries answer to `acks`), retrying with backoff while the
-    /// error is transient; gives up on a permanent error, or when shutdown comes while
-    /// Postgres is unavailable.
-    pub(crate) async fn commit(&self, events: &[&Event], acks: &[&Subject]) -> Commit {
-        let client = self.js.client();
+    /// Commits `events`, retrying with backoff while the error is transient (their
+    /// deliveries are kept alive meanwhile, see [`InFlight`]); gives up on a permanent error,
+    /// or when shutdown comes while Postgres is unavailable.
+    pub(crate) async fn commit(&self, events: &[&Event]) -> Commit {
         let mut attempt = 0u32;
-        let mut last_progress = Instant::now();
         loop {
             let start = Instant::now();
             match store::apply(&self.pool, events, &self.cache).await {
@@ -422,12 +443,6 @@ impl Consumer {
                         );
                         return Commit::Shutdown;
                     }
-                    // Keep the messages ours while Postgres is away instead of letting
-                    // them be redelivered every ack wait.
-                    if last_progress.elapsed() > Duration::from_secs(10) {
-                        answer(&client, acks.iter().copied(), AckKind::Progress).await;
-                        last_progress = Instant::now();
-                    }
                     tokio::time::sleep(backoff(attempt, self.settings.max_backoff)).await;
                     attempt += 1;
                 }
@@ -454,24 +469,6 @@ impl Consumer {
             "batch committed"
         );
     }
-}
-
-/// The dead letter of a message that cannot be decoded or is invalid.
-fn letter(msg: jetstream::Message, reason: String) -> Dead {
-    let info = msg.info().ok().map(|i| (i.delivered, i.stream_sequence));
-    let label = if reason.starts_with("invalid JSON") {
-        "undecodable"
-    } else {
-        "invalid"
-    };
-    let letter = dlq::Letter {
-        subject: msg.subject.to_string(),
-        payload: msg.payload.clone(),
-        reason,
-        deliveries: info.map_or(1, |i| i.0),
-        msg_id: info.map(|i| dlq::letter_id(i.1)),
-    };
-    (letter, msg.message.reply.clone(), label)
 }
 
 #[cfg(test)]

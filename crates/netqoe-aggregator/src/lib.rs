@@ -4,6 +4,7 @@
 pub mod cli;
 pub mod consume;
 pub mod dlq;
+mod inflight;
 pub mod metrics;
 pub mod quarantine;
 pub mod store;
@@ -173,6 +174,7 @@ pub async fn run(
         settings,
         ready,
         shutdown,
+        inflight: Default::default(),
     });
     let result = consumer.run().await;
     background.cancel();

@@ -12,6 +12,8 @@ pub const DB_ERRORS: &str = "netqoe_aggregator_db_errors_total";
 pub const NATS_ERRORS: &str = "netqoe_aggregator_nats_errors_total";
 pub const READY: &str = "netqoe_aggregator_ready";
 pub const PRUNED: &str = "netqoe_aggregator_pruned_rows_total";
+pub const REDELIVERED: &str = "netqoe_aggregator_redelivered_messages_total";
+pub const KEPT_ALIVE: &str = "netqoe_aggregator_in_progress_acks_total";
 
 pub fn describe() {
     use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
@@ -47,6 +49,14 @@ pub fn describe() {
         "1 while the last fetch and the last commit succeeded"
     );
     describe_counter!(PRUNED, "rows deleted by retention, by table");
+    describe_counter!(
+        REDELIVERED,
+        "messages fetched that had been delivered before (not acked within the ack wait, or naked)"
+    );
+    describe_counter!(
+        KEPT_ALIVE,
+        "in-progress acks sent for fetched messages still waiting for their commit"
+    );
     // Every series exists from the start, at zero, so alerts on rates see it before the
     // first failure.
     for outcome in ["new", "duplicate", "dlq"] {
@@ -58,7 +68,14 @@ pub fn describe() {
     for table in ["events_seen", "agg_1m"] {
         metrics::counter!(PRUNED, "table" => table).increment(0);
     }
-    for name in [BATCHES, ROWS, DB_ERRORS, NATS_ERRORS] {
+    for name in [
+        BATCHES,
+        ROWS,
+        DB_ERRORS,
+        NATS_ERRORS,
+        REDELIVERED,
+        KEPT_ALIVE,
+    ] {
         metrics::counter!(name).increment(0);
     }
     for name in [PENDING, ACK_PENDING, READY] {

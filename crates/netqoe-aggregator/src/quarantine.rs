@@ -4,7 +4,7 @@
 
 use std::ops::Range;
 
-use async_nats::jetstream::AckKind;
+use async_nats::jetstream::{self, AckKind};
 use async_nats::Subject;
 use netqoe_model::Event;
 
@@ -69,6 +69,24 @@ pub fn describe(key: &WindowKey) -> String {
 /// A letter for the DLQ, the ack subject of its delivery and its reason's metric label.
 pub(crate) type Dead = (Letter, Option<Subject>, &'static str);
 
+/// The dead letter of a message that cannot be decoded or is invalid.
+pub(crate) fn letter(msg: jetstream::Message, reason: String) -> Dead {
+    let info = msg.info().ok().map(|i| (i.delivered, i.stream_sequence));
+    let label = if reason.starts_with("invalid JSON") {
+        "undecodable"
+    } else {
+        "invalid"
+    };
+    let letter = dlq::Letter {
+        subject: msg.subject.to_string(),
+        payload: msg.payload.clone(),
+        reason,
+        deliveries: info.map_or(1, |i| i.0),
+        msg_id: info.map(|i| dlq::letter_id(i.1)),
+    };
+    (letter, msg.message.reply.clone(), label)
+}
+
 impl Consumer {
     /// Commits the events of a batch that failed with the permanent `error` in smaller
     /// transactions, bisecting by window, and sends the events that still fail alone to the
@@ -96,7 +114,7 @@ impl Consumer {
                     let acks: Vec<&Subject> =
                         items[range.clone()].iter().filter_map(|i| i.2).collect();
                     transactions += 1;
-                    match self.commit(&events, &acks).await {
+                    match self.commit(&events).await {
                         Commit::Done => {
                             good.extend(acks);
                             continue;

@@ -54,6 +54,14 @@ impl Stack {
         s
     }
 
+    /// Starts Postgres again after `pg.stop()` and reconnects the stack's pool.
+    pub async fn restart_postgres(&mut self) {
+        self.pg.restart().expect("restart postgres");
+        self.pool = netqoe_db::connect(&self.db_url, &Default::default())
+            .await
+            .expect("connect");
+    }
+
     /// Runs the aggregator in-process on a lazy pool of its own.
     pub fn spawn(&self, settings: RunSettings) -> Running {
         let pool = netqoe_db::lazy_pool(&self.db_url, &Default::default()).expect("pool");
