@@ -57,8 +57,17 @@ impl std::fmt::Debug for DbArgs {
     }
 }
 
-/// `scheme://user:secret@host/db` → `scheme://user:***@host/db`.
-pub fn redact_url(url: &str) -> String {
+/// `scheme://user:secret@host/db` → `scheme://user:***@host/db`, for each URL of a
+/// comma-separated list; a NATS URL's user part without a colon is a token and is hidden
+/// whole (`nats://***@host`), a Postgres user without a password is kept.
+pub fn redact_url(urls: &str) -> String {
+    urls.split(',')
+        .map(redact_one)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn redact_one(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_string();
     };
@@ -67,6 +76,9 @@ pub fn redact_url(url: &str) -> String {
     };
     match userinfo.split_once(':') {
         Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+        None if ["nats", "tls", "ws", "wss"].contains(&scheme.trim()) => {
+            format!("{scheme}://***@{host}")
+        }
         None => url.to_string(),
     }
 }
@@ -84,6 +96,10 @@ mod tests {
         assert_eq!(
             redact_url("postgres://postgres@127.0.0.1/netqoe"),
             "postgres://postgres@127.0.0.1/netqoe"
+        );
+        assert_eq!(
+            redact_url("nats://a:pw@n1:4222,nats://s3cr3t-token@n2:4222,nats://n3:4222"),
+            "nats://a:***@n1:4222,nats://***@n2:4222,nats://n3:4222"
         );
         let args = DbArgs {
             database_url: "postgres://u:hunter2@h/d".into(),

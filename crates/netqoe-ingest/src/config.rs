@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
+use netqoe_common::args::redact_url;
 use netqoe_common::{LogArgs, NatsArgs};
 
 #[derive(Debug, Parser)]
@@ -220,21 +221,6 @@ impl std::fmt::Debug for Settings {
     }
 }
 
-/// Each URL of a comma-separated list with the password (or token) of its user part hidden.
-fn redact_url(urls: &str) -> String {
-    urls.split(',')
-        .map(|url| {
-            let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
-            match rest.split_once('@') {
-                Some((_user, host)) if scheme.is_empty() => format!("<redacted>@{host}"),
-                Some((_user, host)) => format!("{scheme}://<redacted>@{host}"),
-                None => url.to_string(),
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(",")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -250,7 +236,7 @@ mod tests {
         assert!(!dbg.contains("plain-secret-token-0123"), "{dbg}");
         assert!(!dbg.contains("hunter2"), "{dbg}");
         assert!(
-            dbg.contains("nats://<redacted>@nats-1:4222,nats://nats-2:4222"),
+            dbg.contains("nats://ingest:***@nats-1:4222,nats://nats-2:4222"),
             "{dbg}"
         );
         assert!(dbg.contains("Inline(<"), "{dbg}");

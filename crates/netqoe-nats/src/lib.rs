@@ -50,6 +50,8 @@ pub enum Error {
         name: &'static str,
         source: serde_json::Error,
     },
+    #[error("bad NATS URL {url:?}: {message}")]
+    BadUrl { url: String, message: String },
     #[error("failed to connect to NATS at {url}: {source}")]
     Connect {
         url: String,
@@ -143,10 +145,39 @@ pub async fn connect(
     if !wait_for_server {
         opts = opts.retry_on_initial_connect();
     }
-    opts.connect(url).await.map_err(|source| Error::Connect {
-        url: url.to_string(),
-        source,
-    })
+    let servers = server_addrs(url)?;
+    opts.connect(servers.as_slice())
+        .await
+        .map_err(|source| Error::Connect {
+            url: netqoe_common::args::redact_url(url),
+            source,
+        })
+}
+
+/// The servers of a comma-separated list of NATS URLs (a cluster's nodes); the client
+/// connects to one and fails over to the others.
+pub fn server_addrs(urls: &str) -> Result<Vec<async_nats::ServerAddr>, Error> {
+    urls.split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .map(|u| {
+            u.parse::<async_nats::ServerAddr>()
+                .map_err(|e| Error::BadUrl {
+                    url: netqoe_common::args::redact_url(u),
+                    message: e.to_string(),
+                })
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .and_then(|v| {
+            if v.is_empty() {
+                Err(Error::BadUrl {
+                    url: String::new(),
+                    message: "no NATS URL given".into(),
+                })
+            } else {
+                Ok(v)
+            }
+        })
 }
 
 /// Creates or updates the streams (and consumer) of `scope`; safe to run any number of times.
@@ -369,6 +400,18 @@ pub async fn ensure_consumer(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_cluster_is_a_comma_separated_list_of_urls() {
+        let servers = server_addrs("nats://n1:4222, nats://n2:4223,nats://n3:4224").unwrap();
+        let ports: Vec<u16> = servers.iter().map(|s| s.port()).collect();
+        assert_eq!(ports, [4222, 4223, 4224]);
+        assert_eq!(server_addrs("nats://n1:4222").unwrap().len(), 1);
+        let err = server_addrs("nats://u:secret@n1:4222,http://[::1").unwrap_err();
+        assert!(err.to_string().starts_with("bad NATS URL"), "{err}");
+        assert!(!err.to_string().contains("secret"), "{err}");
+        assert!(server_addrs(" , ").is_err());
+    }
 
     #[test]
     fn embedded_definitions_parse_with_the_contract_values() {
