@@ -133,7 +133,9 @@ pub struct RunArgs {
     /// Replicas of both streams when provisioning (3 in a cluster).
     #[arg(long, global = true, env = "NETQOE_AGGREGATOR_STREAM_REPLICAS")]
     pub stream_replicas: Option<usize>,
-    /// Keep event ids in events_seen this long (at least the stream's max_age).
+    /// Keep event ids in events_seen this long, plus 10 minutes (a row goes once both its
+    /// seen_at and its ts_ms are older). At least the max_age of QOE_EVENTS: a shorter one
+    /// refuses to start.
     #[arg(long, global = true, env = "NETQOE_AGGREGATOR_SEEN_RETENTION", default_value = "7d", value_parser = humantime::parse_duration)]
     pub seen_retention: Duration,
     /// Delete agg_1m windows older than this (default: keep forever).

@@ -160,6 +160,11 @@ pub async fn run(
         }
     }
 
+    match events_max_age(&js, &settings, &shutdown).await {
+        Some(max_age) => check_seen_retention(settings.seen_retention, max_age)?,
+        None => return Ok(()),
+    }
+
     tokio::spawn(watch_pending(js.clone(), background.clone()));
     tokio::spawn(retention(
         pool.clone(),
@@ -183,6 +188,54 @@ pub async fn run(
     result
 }
 
+/// Refuses a `--seen-retention` shorter than the stream's `max_age`: an event id pruned
+/// while its message can still be redelivered or replayed from the stream would be merged a
+/// second time. A stream without an age limit is only warned about.
+pub fn check_seen_retention(retention: Duration, max_age: Duration) -> anyhow::Result<()> {
+    if max_age.is_zero() {
+        tracing::warn!(
+            seen_retention = %humantime::format_duration(retention),
+            "QOE_EVENTS has no max_age: a message older than --seen-retention that is still \
+             in the stream would be merged again if redelivered"
+        );
+    } else if retention < max_age {
+        anyhow::bail!(
+            "--seen-retention ({}) is shorter than the max_age of stream QOE_EVENTS ({}): an \
+             event whose id is pruned could still be redelivered from the stream and merged \
+             twice; set --seen-retention to at least {}",
+            humantime::format_duration(retention),
+            humantime::format_duration(max_age),
+            humantime::format_duration(max_age),
+        );
+    }
+    Ok(())
+}
+
+/// The `max_age` of `QOE_EVENTS` as the server has it, retried while NATS is unavailable;
+/// None on shutdown.
+async fn events_max_age(
+    js: &jetstream::Context,
+    settings: &RunSettings,
+    shutdown: &CancellationToken,
+) -> Option<Duration> {
+    let mut attempt = 0;
+    loop {
+        match js.get_stream(netqoe_nats::EVENTS_STREAM).await {
+            Ok(stream) => return Some(stream.cached_info().config.max_age),
+            Err(error) => {
+                if attempt == 0 {
+                    tracing::warn!(%error, "cannot read stream QOE_EVENTS yet; retrying");
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(consume::backoff(attempt, settings.max_backoff)) => {}
+                    _ = shutdown.cancelled() => return None,
+                }
+                attempt += 1;
+            }
+        }
+    }
+}
+
 async fn watch_pending(js: jetstream::Context, stop: CancellationToken) {
     loop {
         if let Ok(stream) = js.get_stream(netqoe_nats::EVENTS_STREAM).await {
@@ -201,9 +254,7 @@ async fn watch_pending(js: jetstream::Context, stop: CancellationToken) {
 async fn retention(pool: PgPool, settings: RunSettings, stop: CancellationToken) {
     loop {
         let now = chrono::Utc::now();
-        let seen_before = now
-            - chrono::Duration::from_std(settings.seen_retention)
-                .unwrap_or(chrono::Duration::days(7));
+        let seen_before = store::seen_cutoff(now, settings.seen_retention);
         match store::prune_seen(&pool, seen_before, 10_000).await {
             Ok(n) => {
                 ::metrics::counter!(metrics::PRUNED, "table" => "events_seen").increment(n);
@@ -225,5 +276,25 @@ async fn retention(pool: PgPool, settings: RunSettings, stop: CancellationToken)
             _ = tokio::time::sleep(settings.retention_interval) => {}
             _ = stop.cancelled() => return,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seen_retention_is_at_least_the_streams_max_age() {
+        let day = Duration::from_secs(86_400);
+        assert!(check_seen_retention(7 * day, 7 * day).is_ok());
+        assert!(check_seen_retention(8 * day, 7 * day).is_ok());
+        assert!(check_seen_retention(day, Duration::ZERO).is_ok());
+        let error = check_seen_retention(6 * day, 7 * day)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("--seen-retention (6days)") && error.contains("QOE_EVENTS (7days)"),
+            "{error}"
+        );
     }
 }

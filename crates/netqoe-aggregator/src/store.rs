@@ -329,8 +329,20 @@ pub async fn apply_at(
     Ok(applied)
 }
 
-/// Deletes `events_seen` rows seen before `older_than`, `batch` rows per statement; returns
-/// how many were deleted.
+/// How much longer than `--seen-retention` an event id is kept: ingest accepts `ts_ms` up to
+/// 5 minutes ahead of its clock, and the clocks of ingest, the aggregator and Postgres differ.
+pub const SEEN_MARGIN: Duration = Duration::from_secs(600);
+
+/// The cutoff of `events_seen` retention at `now`: rows both seen and timed (`ts_ms`)
+/// before it are pruned.
+pub fn seen_cutoff(now: DateTime<Utc>, retention: Duration) -> DateTime<Utc> {
+    let keep = chrono::Duration::from_std(retention + SEEN_MARGIN).unwrap_or(chrono::Duration::MAX);
+    now.checked_sub_signed(keep)
+        .unwrap_or(DateTime::<Utc>::MIN_UTC)
+}
+
+/// Deletes `events_seen` rows whose later of `seen_at` and `ts_ms` is before `older_than`
+/// (see [`seen_cutoff`]), `batch` rows per statement; returns how many were deleted.
 pub async fn prune_seen(
     pool: &PgPool,
     older_than: DateTime<Utc>,
@@ -340,10 +352,11 @@ pub async fn prune_seen(
     loop {
         let n = sqlx::query(
             "DELETE FROM events_seen WHERE event_id IN \
-             (SELECT event_id FROM events_seen WHERE seen_at < $1 LIMIT $2)",
+             (SELECT event_id FROM events_seen WHERE seen_at < $1 AND ts_ms < $3 LIMIT $2)",
         )
         .bind(older_than)
         .bind(batch)
+        .bind(older_than.timestamp_millis())
         .execute(pool)
         .await?
         .rows_affected();
