@@ -184,8 +184,6 @@ async fn nats_killed_and_restarted_sheds_with_retry_after_and_recovers_without_r
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "netqoe_nats::connect hands a comma-separated NATS_URL to async-nats as one URL, so \
-            ingest and the aggregator exit at start against a cluster"]
 async fn a_three_node_cluster_losing_one_node_then_another_keeps_every_acknowledged_event() {
     faults::forget("3-cluster-node-kill");
     let mut c = NatsCluster::start(3).unwrap();
