@@ -57,19 +57,7 @@ pub fn sample_event(
     ts_ms: i64,
     seed: u64,
 ) -> netqoe_model::Event {
-    let mut e = netqoe_model::Event::new(id, client, ts_ms, target);
-    let jitter = (seed % 97) as f64;
-    e.timings = Some(netqoe_model::Timings {
-        dns_ms: Some(5.0 + jitter / 10.0),
-        tcp_ms: Some(12.0 + jitter / 5.0),
-        tls_ms: Some(25.0 + jitter / 3.0),
-        http_ttfb_ms: Some(60.0 + jitter),
-        transfer_ms: Some(8.0 + jitter / 7.0),
-        total_ms: Some(110.0 + jitter * 1.5),
-    });
-    e.http_status = Some(200);
-    e.throughput_kbps = Some(20_000.0 + jitter * 100.0);
-    e.bytes = Some(65_536);
+    let mut e = netqoe_loadgen::load::sample_event(id, client, target, ts_ms, seed);
     e.recv_ts_ms = Some(ts_ms + 5);
     e
 }

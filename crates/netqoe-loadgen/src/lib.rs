@@ -15,5 +15,5 @@ pub mod output;
 pub mod scenario;
 pub mod send;
 
-pub use load::{body, percentile, run, scheduled, Latency, LoadConfig, Report};
+pub use load::{body, percentile, run, sample_event, scheduled, Latency, LoadConfig, Report};
 pub use scenario::{Scenario, ScenarioConfig, ScenarioError, Summary};

@@ -88,33 +88,47 @@ pub fn scheduled(start: Instant, k: u64, per_conn_rate: f64) -> Instant {
     start + Duration::from_secs_f64(k as f64 / per_conn_rate)
 }
 
+/// One valid, successful http event whose timings and throughput vary with `seed` (the
+/// load's events, and the benchmarks').
+pub fn sample_event(
+    id: uuid::Uuid,
+    client: &str,
+    target: &str,
+    ts_ms: i64,
+    seed: u64,
+) -> netqoe_model::Event {
+    let mut e = netqoe_model::Event::new(id, client, ts_ms, target);
+    let jitter = (seed % 97) as f64;
+    e.timings = Some(netqoe_model::Timings {
+        dns_ms: Some(5.0 + jitter / 10.0),
+        tcp_ms: Some(12.0 + jitter / 5.0),
+        tls_ms: Some(25.0 + jitter / 3.0),
+        http_ttfb_ms: Some(60.0 + jitter),
+        transfer_ms: Some(8.0 + jitter / 7.0),
+        total_ms: Some(110.0 + jitter * 1.5),
+    });
+    e.http_status = Some(200);
+    e.throughput_kbps = Some(20_000.0 + jitter * 100.0);
+    e.bytes = Some(65_536);
+    e
+}
+
 /// A valid JSON body of `n` events (one object when `n == 1`).
 pub fn body(n: usize, seq: u64, clients: usize, targets: usize) -> Vec<u8> {
     let now = netqoe_model::now_ms();
     let events: Vec<netqoe_model::Event> = (0..n as u64)
         .map(|i| {
             let s = seq + i;
-            let mut e = netqoe_model::Event::new(
+            sample_event(
                 uuid::Uuid::now_v7(),
                 &format!("loadgen-{}", s % clients.max(1) as u64),
-                now,
                 &format!(
                     "https://t{}.example/",
                     (s / clients.max(1) as u64) % targets.max(1) as u64
                 ),
-            );
-            let j = (s % 97) as f64;
-            e.timings = Some(netqoe_model::Timings {
-                dns_ms: Some(4.0 + j / 10.0),
-                tcp_ms: Some(10.0 + j / 5.0),
-                tls_ms: Some(20.0 + j / 3.0),
-                http_ttfb_ms: Some(50.0 + j),
-                transfer_ms: Some(5.0 + j / 9.0),
-                total_ms: Some(90.0 + j * 1.5),
-            });
-            e.http_status = Some(200);
-            e.throughput_kbps = Some(20_000.0 + j * 50.0);
-            e
+                now,
+                s,
+            )
         })
         .collect();
     if n == 1 {
