@@ -8,7 +8,7 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use netqoe_e2e::{Pipeline, TOKEN};
+use netqoe_e2e::{report, Pipeline, TOKEN};
 use netqoe_test_support::product_binary;
 
 /// The scenario sends a day of history at once: no rate limit gets in its way.
@@ -92,7 +92,7 @@ async fn seed(seed: u64) -> Result<String> {
         t_run.as_secs_f64(),
         text(&eval)
     );
-    println!("{table}");
+    report(&table);
     keep_for_inspection(&p, seed, &truth);
     match eval.status.code() {
         Some(0) => Ok(table),
@@ -129,6 +129,9 @@ async fn the_diagnoser_meets_the_acceptance_thresholds_on_three_scenario_seeds()
             failures.push(format!("{e:#}"));
         }
     }
-    println!("three seeds in {:.0} s", started.elapsed().as_secs_f64());
+    report(&format!(
+        "three seeds in {:.0} s",
+        started.elapsed().as_secs_f64()
+    ));
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
