@@ -91,6 +91,62 @@ pub async fn send_all(js: &jetstream::Context, letters: &[Letter]) -> Vec<anyhow
     .await
 }
 
+/// How full `QOE_DLQ` is, against its limits (0: none).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Room {
+    pub messages: u64,
+    pub bytes: u64,
+    pub max_messages: i64,
+    pub max_bytes: i64,
+    /// The stream refuses new letters when full instead of discarding old ones.
+    pub discard_new: bool,
+}
+
+impl Room {
+    /// `QOE_DLQ`'s state and limits as the server has them now.
+    pub async fn of(js: &jetstream::Context) -> anyhow::Result<Room> {
+        let mut stream = js
+            .get_stream(DLQ_STREAM)
+            .await
+            .context("stream QOE_DLQ not found")?;
+        let info = stream.info().await.context("info of stream QOE_DLQ")?;
+        Ok(Room {
+            messages: info.state.messages,
+            bytes: info.state.bytes,
+            max_messages: info.config.max_messages,
+            max_bytes: info.config.max_bytes,
+            discard_new: info.config.discard == jetstream::stream::DiscardPolicy::New,
+        })
+    }
+
+    /// How many old letters storing `n` new ones of `bytes` in all pushes out: exact at
+    /// `max_messages`, estimated from the average letter at `max_bytes`.
+    pub fn pushed_out(&self, n: u64, bytes: u64) -> u64 {
+        if self.discard_new || n == 0 {
+            return 0;
+        }
+        let by_count = u64::try_from(self.max_messages)
+            .ok()
+            .filter(|&max| max > 0)
+            .map_or(0, |max| (self.messages + n).saturating_sub(max));
+        let by_bytes = match u64::try_from(self.max_bytes).ok().filter(|&max| max > 0) {
+            Some(max) if self.bytes + bytes > max && self.messages > 0 => {
+                let average = (self.bytes / self.messages).max(1);
+                (self.bytes + bytes - max)
+                    .div_ceil(average)
+                    .min(self.messages)
+            }
+            _ => 0,
+        };
+        by_count.max(by_bytes)
+    }
+}
+
+/// The stored size of `letter`, near enough: payload, headers and subject.
+pub fn size_of(letter: &Letter) -> u64 {
+    (letter.payload.len() + letter.reason.len().min(512) + 2 * letter.subject.len() + 120) as u64
+}
+
 /// One dead letter as `dlq list` shows it.
 #[derive(Debug, Serialize)]
 pub struct Entry {
@@ -189,6 +245,40 @@ mod tests {
         );
         assert_eq!(delivery_of("_INBOX.abc"), None);
         assert_eq!(delivery_of("$JS.ACK.QOE_EVENTS.aggregator.x.1.2.3.4"), None);
+    }
+
+    #[test]
+    fn a_full_dlq_is_seen_to_push_out_old_letters() {
+        let room = Room {
+            messages: 100,
+            bytes: 100_000,
+            max_messages: -1,
+            max_bytes: 100_500,
+            discard_new: false,
+        };
+        assert_eq!(room.pushed_out(1, 400), 0, "still room");
+        assert_eq!(room.pushed_out(1, 600), 1);
+        assert_eq!(
+            room.pushed_out(3, 3_000),
+            3,
+            "2 500 bytes over, letters of 1 000"
+        );
+        let counted = Room {
+            max_messages: 100,
+            max_bytes: -1,
+            ..room
+        };
+        assert_eq!(counted.pushed_out(5, 10), 5);
+        assert_eq!(
+            Room {
+                discard_new: true,
+                ..counted
+            }
+            .pushed_out(5, 10),
+            0,
+            "refused, not pushed out"
+        );
+        assert_eq!(Room::default().pushed_out(5, 10), 0, "no limits");
     }
 
     #[test]

@@ -8,6 +8,7 @@ pub const FRESHNESS: &str = "netqoe_aggregator_freshness_seconds";
 pub const PENDING: &str = "netqoe_aggregator_consumer_pending_messages";
 pub const ACK_PENDING: &str = "netqoe_aggregator_consumer_ack_pending_messages";
 pub const DLQ: &str = "netqoe_aggregator_dlq_messages_total";
+pub const DLQ_PUSHED_OUT: &str = "netqoe_aggregator_dlq_discarded_total";
 pub const DB_ERRORS: &str = "netqoe_aggregator_db_errors_total";
 pub const NATS_ERRORS: &str = "netqoe_aggregator_nats_errors_total";
 pub const READY: &str = "netqoe_aggregator_ready";
@@ -36,6 +37,10 @@ pub fn describe() {
     );
     describe_gauge!(ACK_PENDING, "messages delivered and not yet acknowledged");
     describe_counter!(DLQ, "messages sent to QOE_DLQ, by reason");
+    describe_counter!(
+        DLQ_PUSHED_OUT,
+        "old dead letters a full QOE_DLQ discarded to store new ones"
+    );
     describe_counter!(
         DB_ERRORS,
         "failed batch transactions (transient ones retried, permanent ones isolated)"

@@ -177,7 +177,18 @@ impl Consumer {
             return;
         }
         let letters: Vec<Letter> = dead.iter().map(|d| d.0.clone()).collect();
+        let room = dlq::Room::of(&self.js).await;
         let results = dlq::send_all(&self.js, &letters).await;
+        let sent = letters.iter().zip(&results).filter(|(_, r)| r.is_ok());
+        let (n, bytes) = sent.fold((0, 0), |(n, b), (l, _)| (n + 1, b + dlq::size_of(l)));
+        let pushed_out = room.map_or(0, |room| room.pushed_out(n, bytes));
+        if pushed_out > 0 {
+            metrics::counter!(m::DLQ_PUSHED_OUT).increment(pushed_out);
+            tracing::error!(
+                letters = pushed_out,
+                "QOE_DLQ is full: storing new dead letters discarded the oldest"
+            );
+        }
         let client = self.js.client();
         let (mut stored, mut failed) = (Vec::new(), Vec::new());
         for ((letter, ack, label), result) in dead.iter().zip(results) {

@@ -3,6 +3,8 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use netqoe_aggregator::dlq;
+
 use crate::support::{events, Stack};
 
 fn dlq_cli(stack: &Stack, args: &[&str]) -> String {
@@ -93,4 +95,57 @@ async fn bad_messages_go_to_the_dlq_with_their_reason() {
     }
     agg.stop().await;
     assert_eq!(stack.total().await, 10, "bad messages never reach agg_1m");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn dead_letters_carry_their_stream_sequence_as_message_id_and_are_stored_once() {
+    let stack = Stack::start().await;
+    let agg = stack.spawn(stack.settings());
+    let seq = stack
+        .js
+        .publish("qoe.events.probe-z", "not json either".into())
+        .await
+        .unwrap()
+        .await
+        .unwrap()
+        .sequence;
+    let start = Instant::now();
+    while dlq_len(&stack).await < 1 {
+        assert!(start.elapsed() < Duration::from_secs(30), "no dead letter");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    agg.stop().await;
+    let stream = stack.js.get_stream(netqoe_nats::DLQ_STREAM).await.unwrap();
+    let first = dlq::list(&stack.js).await.unwrap().remove(0);
+    let raw = stream.get_raw_message(first.seq).await.unwrap();
+    let id = raw
+        .headers
+        .get("Nats-Msg-Id")
+        .map(|v| v.as_str().to_string());
+    assert_eq!(id, Some(dlq::letter_id(seq)));
+
+    // Sent again (a crash between the publish and the ack), the letter is stored once.
+    let letter = dlq::Letter {
+        subject: first.subject.clone(),
+        payload: first.payload.clone(),
+        reason: first.reason.clone(),
+        deliveries: 2,
+        msg_id: Some(dlq::letter_id(seq)),
+    };
+    let other = dlq::Letter {
+        msg_id: Some(dlq::letter_id(seq + 1)),
+        ..letter.clone()
+    };
+    for result in dlq::send_all(&stack.js, &[letter.clone(), letter, other]).await {
+        result.unwrap();
+    }
+    assert_eq!(dlq_len(&stack).await, 2);
+
+    // A DLQ at its limit is seen to push out old letters for new ones.
+    let mut config = stream.cached_info().config.clone();
+    config.max_messages = 2;
+    stack.js.update_stream(config).await.unwrap();
+    let room = dlq::Room::of(&stack.js).await.unwrap();
+    assert_eq!((room.messages, room.max_messages), (2, 2));
+    assert_eq!(room.pushed_out(3, 300), 3);
 }
