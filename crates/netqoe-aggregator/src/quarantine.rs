@@ -19,7 +19,9 @@ use crate::window::WindowKey;
 /// batch is retried as it is, and a database outage never sends an event to the DLQ.
 pub fn is_permanent(error: &sqlx::Error) -> bool {
     match error {
-        sqlx::Error::Decode(_) | sqlx::Error::ColumnDecode { .. } => true,
+        // A window's stored state (see `store::merge_onto`); a column of the wrong type
+        // (ColumnDecode) would be the schema's fault, true of every window: not isolated.
+        sqlx::Error::Decode(_) => true,
         sqlx::Error::Database(e) => e.code().is_some_and(|code| permanent_sqlstate(&code)),
         _ => false,
     }
