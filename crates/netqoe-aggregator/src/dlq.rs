@@ -105,11 +105,11 @@ pub struct Room {
 impl Room {
     /// `QOE_DLQ`'s state and limits as the server has them now.
     pub async fn of(js: &jetstream::Context) -> anyhow::Result<Room> {
-        let mut stream = js
+        let stream = js
             .get_stream(DLQ_STREAM)
             .await
             .context("stream QOE_DLQ not found")?;
-        let info = stream.info().await.context("info of stream QOE_DLQ")?;
+        let info = stream.cached_info();
         Ok(Room {
             messages: info.state.messages,
             bytes: info.state.bytes,
