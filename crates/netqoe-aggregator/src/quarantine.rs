@@ -123,8 +123,10 @@ impl Consumer {
                         }
                         Commit::Permanent(error) => error,
                         Commit::Shutdown => {
+                            // Untried, failing and not yet dead-lettered: all come back.
                             let mut naks: Vec<&Subject> = Vec::new();
-                            for (r, _) in work.iter().chain([&(range, None)]) {
+                            let failing = bad.iter().map(|(r, _)| r);
+                            for r in work.iter().map(|(r, _)| r).chain(failing).chain([&range]) {
                                 naks.extend(items[r.clone()].iter().filter_map(|i| i.2));
                             }
                             answer(&client, naks.into_iter(), AckKind::Nak(None)).await;
