@@ -5,15 +5,14 @@
 //! in any order, gives the state of all of them. That is what makes late events, redeliveries
 //! (after dedup) and several aggregator instances safe.
 //!
-//! Encoding of `agg_1m.sketch_state`: [`WindowState`] behind a one-byte format version.
-//! Format 3, written now, is the compact serde format of [`compact`] (sparse bins, the
-//! sketches' shared configuration in one byte). Formats 1 (plain postcard) and 2 (LZ4 of
-//! postcard), written by earlier versions, are still read. Empty bytes mean an empty state.
+//! Encoding of `agg_1m.sketch_state`: [`WindowState`] behind a one-byte format version,
+//! always 3: the compact format of [`compact`] (sparse bins, the sketches' shared
+//! configuration in one byte). Formats 1 and 2 were never written by a release. Empty bytes
+//! mean an empty state.
 
 use std::collections::BTreeMap;
 
 use netqoe_model::{ErrorStage, Event, ProbeKind};
-use serde::{Deserialize, Serialize};
 use sketches_ddsketch::{Config, DDSketch};
 
 mod compact;
@@ -27,11 +26,7 @@ mod compact;
 pub const SKETCH_ALPHA: f64 = 0.005;
 const SKETCH_MAX_BINS: u32 = 4096;
 const SKETCH_MIN_VALUE: f64 = 1e-6;
-/// Plain postcard, written by earlier versions.
-const FORMAT_POSTCARD: u8 = 1;
-/// LZ4 (size-prepended block) of the postcard bytes, written by earlier versions.
-const FORMAT_POSTCARD_LZ4: u8 = 2;
-/// The compact format of [`compact`]: what `encode` writes.
+/// The compact format of [`compact`]: what `encode` writes and `decode` reads.
 const FORMAT_COMPACT: u8 = 3;
 
 /// The timing metrics of a window, in `agg_1m` column order.
@@ -66,14 +61,16 @@ impl WindowKey {
 }
 
 /// Everything a window remembers about its events.
-#[derive(Clone, Serialize, Deserialize)]
+/// Its encoding is [`compact`]'s; tests compare states by their serde content.
+#[derive(Clone)]
+#[cfg_attr(test, derive(serde::Serialize))]
 pub struct WindowState {
     pub count_total: u64,
     pub count_success: u64,
     /// Errors by stage, in [`ErrorStage::ALL`] order.
     pub errors: [u64; 6],
     /// Sketches of dns, tcp, tls, ttfb, total (ms), in [`TIMINGS`] order. The sketches are
-    /// boxed (serde encodes a box as its content) so a state is cheap to move around.
+    /// boxed so a state is cheap to move around.
     pub timings: Box<[DDSketch; 5]>,
     pub throughput: Box<DDSketch>,
     pub jitter: Box<DDSketch>,
@@ -276,30 +273,30 @@ impl WindowState {
         BUFFER.with_borrow_mut(|buf| {
             buf.clear();
             buf.push(FORMAT_COMPACT);
-            compact::to_writer(self, buf)
-                .unwrap_or_else(|e| panic!("window state serialises: {e}"));
+            compact::encode(self, buf).unwrap_or_else(|e| panic!("window state encodes: {e}"));
             buf.as_slice().to_vec()
         })
     }
 
     /// Reads `agg_1m.sketch_state`; empty bytes are an empty state.
-    pub fn decode(bytes: &[u8]) -> Result<WindowState, String> {
+    pub fn decode(bytes: &[u8]) -> Result<WindowState, StateError> {
         match bytes.split_first() {
             None => Ok(WindowState::default()),
-            Some((&FORMAT_POSTCARD, rest)) => {
-                postcard::from_bytes(rest).map_err(|e| format!("corrupt sketch_state: {e}"))
-            }
-            Some((&FORMAT_POSTCARD_LZ4, rest)) => {
-                let plain = lz4_flex::decompress_size_prepended(rest)
-                    .map_err(|e| format!("corrupt sketch_state: {e}"))?;
-                postcard::from_bytes(&plain).map_err(|e| format!("corrupt sketch_state: {e}"))
-            }
-            Some((&FORMAT_COMPACT, rest)) => {
-                compact::from_bytes(rest).map_err(|e| format!("corrupt sketch_state: {e}"))
-            }
-            Some((v, _)) => Err(format!("unknown sketch_state format version {v}")),
+            Some((&FORMAT_COMPACT, rest)) => Ok(compact::decode(rest)?),
+            Some((&format, _)) => Err(StateError::UnknownFormat(format)),
         }
     }
+}
+
+/// Why a stored `sketch_state` cannot be read. Retrying cannot help: the events of its
+/// window are sent to `QOE_DLQ` (see `quarantine`).
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// The leading format byte is not one this version reads.
+    #[error("unknown sketch_state format version {0}")]
+    UnknownFormat(u8),
+    #[error("corrupt sketch_state: {0}")]
+    Corrupt(#[from] compact::Error),
 }
 
 fn merge_sketch(a: &mut DDSketch, b: &DDSketch) {

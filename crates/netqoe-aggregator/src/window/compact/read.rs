@@ -1,29 +1,46 @@
-//! The reading half of the compact format: a serde `Deserializer` over a byte slice.
+//! The reading half of format 3: integers, floats and tags from a byte slice, and a sketch
+//! through its `Deserialize` by a serde `Deserializer` that knows the few types a sketch is
+//! made of (structs of integers, floats and bools, and one sequence of `u64` bins).
 
-use serde::de::{self, DeserializeSeed, IntoDeserializer, SeqAccess, Visitor};
+use serde::de::{self, Deserialize, DeserializeSeed, IntoDeserializer, SeqAccess, Visitor};
+use sketches_ddsketch::DDSketch;
 
-use super::{lookup, unsupported, Error, Result, Table, MAX_SEQ};
+use super::{Error, Memo, MAX_SEQ};
+
+type Result<T> = std::result::Result<T, Error>;
 
 pub(super) struct Reader<'de> {
-    pub(super) input: &'de [u8],
-    pub(super) table: &'static Table,
+    input: &'de [u8],
+    memo: &'de Memo,
 }
 
 impl<'de> Reader<'de> {
+    pub(super) fn new(input: &'de [u8], memo: &'de Memo) -> Reader<'de> {
+        Reader { input, memo }
+    }
+
+    /// Fails unless every byte was read.
+    pub(super) fn finish(&self) -> Result<()> {
+        match self.input.len() {
+            0 => Ok(()),
+            n => Err(Error::LeftOver(n)),
+        }
+    }
+
     fn take(&mut self, n: usize) -> Result<&'de [u8]> {
         if self.input.len() < n {
-            return Err(Error("truncated".into()));
+            return Err(Error::Truncated);
         }
         let (head, rest) = self.input.split_at(n);
         self.input = rest;
         Ok(head)
     }
 
-    fn byte(&mut self) -> Result<u8> {
+    pub(super) fn byte(&mut self) -> Result<u8> {
         Ok(self.take(1)?[0])
     }
 
-    fn varint(&mut self) -> Result<u64> {
+    pub(super) fn varint(&mut self) -> Result<u64> {
         let mut v = 0u64;
         for shift in (0..64).step_by(7) {
             let b = self.byte()?;
@@ -32,12 +49,22 @@ impl<'de> Reader<'de> {
                 return Ok(v);
             }
         }
-        Err(Error("varint longer than 10 bytes".into()))
+        Err(Error::LongVarint)
     }
 
-    fn zigzag(&mut self) -> Result<i64> {
+    pub(super) fn zigzag(&mut self) -> Result<i64> {
         let v = self.varint()?;
         Ok((v >> 1) as i64 ^ -((v & 1) as i64))
+    }
+
+    fn f64(&mut self) -> Result<f64> {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(self.take(8)?);
+        Ok(f64::from_le_bytes(b))
+    }
+
+    pub(super) fn sketch(&mut self) -> Result<DDSketch> {
+        DDSketch::deserialize(self)
     }
 
     fn fields<V: Visitor<'de>>(&mut self, len: usize, visitor: V) -> Result<V::Value> {
@@ -45,94 +72,44 @@ impl<'de> Reader<'de> {
     }
 }
 
-/// `deserialize_<int>` methods that read with the reader's `zigzag` or `varint` and hand the
-/// widened value to the visitor.
-macro_rules! integers {
-    ($($read:ident => $visit:ident: $($method:ident),+;)+) => {
-        $($(
-            fn $method<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
-                visitor.$visit(self.$read()?)
-            }
-        )+)+
-    };
-}
-
 impl<'de> de::Deserializer<'de> for &mut Reader<'de> {
     type Error = Error;
 
-    fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value> {
-        unsupported("self-describing values")
-    }
+    // What a sketch is made of. Values are widened; the visitor checks they fit the field.
+
     fn deserialize_bool<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
         match self.byte()? {
             0 => visitor.visit_bool(false),
             1 => visitor.visit_bool(true),
-            b => Err(Error(format!("invalid bool {b}"))),
+            tag => Err(Error::Tag { what: "bool", tag }),
         }
     }
-    // Every signed width is read as a zigzag varint and every unsigned one as a varint; the
-    // visitor checks the value fits the field's type.
-    integers! {
-        zigzag => visit_i64: deserialize_i8, deserialize_i16, deserialize_i32, deserialize_i64;
-        varint => visit_u64: deserialize_u8, deserialize_u16, deserialize_u32, deserialize_u64;
+    fn deserialize_i32<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
+        visitor.visit_i64(self.zigzag()?)
     }
-    fn deserialize_f32<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
-        let b = self.take(4)?;
-        visitor.visit_f32(f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    fn deserialize_u32<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
+        visitor.visit_u64(self.varint()?)
+    }
+    /// Also `usize`.
+    fn deserialize_u64<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
+        visitor.visit_u64(self.varint()?)
     }
     fn deserialize_f64<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
-        let mut b = [0u8; 8];
-        b.copy_from_slice(self.take(8)?);
-        visitor.visit_f64(f64::from_le_bytes(b))
-    }
-    fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
-        match self.byte()? {
-            0 => visitor.visit_none(),
-            1 => visitor.visit_some(self),
-            b => Err(Error(format!("invalid option tag {b}"))),
-        }
-    }
-    fn deserialize_unit<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
-        visitor.visit_unit()
-    }
-    fn deserialize_unit_struct<V: Visitor<'de>>(
-        self,
-        _: &'static str,
-        visitor: V,
-    ) -> Result<V::Value> {
-        visitor.visit_unit()
-    }
-    fn deserialize_newtype_struct<V: Visitor<'de>>(
-        self,
-        _: &'static str,
-        visitor: V,
-    ) -> Result<V::Value> {
-        visitor.visit_newtype_struct(self)
+        visitor.visit_f64(self.f64()?)
     }
     fn deserialize_seq<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
         let len = self.varint()?;
         if len > MAX_SEQ {
-            return Err(Error(format!("sequence of {len} elements")));
+            return Err(Error::LongSequence(len));
         }
-        let mut seq = Sparse {
+        let mut bins = Bins {
             r: self,
             len,
             pos: 0,
             next: 0,
         };
-        seq.read_run()?;
-        visitor.visit_seq(seq)
-    }
-    fn deserialize_tuple<V: Visitor<'de>>(self, len: usize, visitor: V) -> Result<V::Value> {
-        self.fields(len, visitor)
-    }
-    fn deserialize_tuple_struct<V: Visitor<'de>>(
-        self,
-        _: &'static str,
-        len: usize,
-        visitor: V,
-    ) -> Result<V::Value> {
-        self.fields(len, visitor)
+        bins.read_run()?;
+        visitor.visit_seq(bins)
     }
     fn deserialize_struct<V: Visitor<'de>>(
         self,
@@ -140,28 +117,28 @@ impl<'de> de::Deserializer<'de> for &mut Reader<'de> {
         fields: &'static [&'static str],
         visitor: V,
     ) -> Result<V::Value> {
-        let Some(reference) = lookup(self.table, name) else {
+        let Some(reference) = self.memo.of(name) else {
             return self.fields(fields.len(), visitor);
         };
         match self.byte()? {
-            0 => {
-                let mut r = Reader {
-                    input: reference,
-                    table: self.table,
-                };
-                r.fields(fields.len(), visitor)
-            }
+            0 => Reader::new(reference, self.memo).fields(fields.len(), visitor),
             1 => self.fields(fields.len(), visitor),
-            b => Err(Error(format!("invalid {name} tag {b}"))),
+            tag => Err(Error::Tag { what: name, tag }),
         }
     }
 
+    // What a sketch is not made of.
+
+    fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value> {
+        Err(Error::Unsupported("self-describing values"))
+    }
     serde::forward_to_deserialize_any! {
-        char str string bytes byte_buf map enum identifier ignored_any
+        i8 i16 i64 i128 u8 u16 u128 f32 char str string bytes byte_buf option unit unit_struct
+        newtype_struct tuple tuple_struct map enum identifier ignored_any
     }
 }
 
-/// The fields of a struct or tuple, in order.
+/// The fields of a struct, in order.
 struct Fields<'a, 'de> {
     r: &'a mut Reader<'de>,
     left: usize,
@@ -181,25 +158,23 @@ impl<'de> SeqAccess<'de> for Fields<'_, 'de> {
     }
 }
 
-/// A sequence's elements: runs of zeros expanded, the others read.
-struct Sparse<'a, 'de> {
+/// The bins: runs of zeros expanded, the others read.
+struct Bins<'a, 'de> {
     r: &'a mut Reader<'de>,
     len: u64,
-    /// Index of the next element.
+    /// Index of the next bin.
     pos: u64,
-    /// Index of the next stored (non-zero) element; `len` when none is left.
+    /// Index of the next stored (non-zero) bin; `len` when none is left.
     next: u64,
 }
 
-impl Sparse<'_, '_> {
-    /// Reads the run of zeros that starts at `pos`, if any element is left.
+impl Bins<'_, '_> {
+    /// Reads the run of zeros that starts at `pos`, if any bin is left.
     fn read_run(&mut self) -> Result<()> {
         if self.pos < self.len {
             let zeros = self.r.varint()?;
             if zeros > self.len - self.pos {
-                return Err(Error(format!(
-                    "run of {zeros} zeros past the sequence's end"
-                )));
+                return Err(Error::ZerosPastEnd(zeros));
             }
             self.next = self.pos + zeros;
         }
@@ -207,7 +182,7 @@ impl Sparse<'_, '_> {
     }
 }
 
-impl<'de> SeqAccess<'de> for Sparse<'_, 'de> {
+impl<'de> SeqAccess<'de> for Bins<'_, 'de> {
     type Error = Error;
     fn next_element_seed<T: DeserializeSeed<'de>>(&mut self, seed: T) -> Result<Option<T::Value>> {
         if self.pos == self.len {

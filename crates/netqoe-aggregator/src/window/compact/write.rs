@@ -1,18 +1,53 @@
-//! The writing half of the compact format: a serde `Serializer` into a byte vector.
+//! The writing half of format 3: integers, floats and tags into a byte vector, and a sketch
+//! through its `Serialize` by a serde `Serializer` that knows the few types a sketch is made
+//! of (structs of integers, floats and bools, and one sequence of `u64` bins).
 
-use serde::ser::{self, Serialize};
+use std::ops::Range;
 
-use super::{lookup, unsupported, Error, Result, Table};
+use serde::ser::{self, Impossible, Serialize};
+use sketches_ddsketch::DDSketch;
 
-pub(super) struct Writer<'t> {
-    pub(super) out: Vec<u8>,
-    pub(super) table: &'t Table,
-    /// Name and byte range of every struct written, while the memo table is being made.
-    pub(super) recorded: Option<Vec<(&'static str, usize, usize)>>,
+use super::{Error, Memo};
+
+type Result<T> = std::result::Result<T, Error>;
+
+pub(super) struct Writer<'a> {
+    out: &'a mut Vec<u8>,
+    memo: &'a Memo,
+    /// While the bins are written: zeros counted and not yet written.
+    zeros: Option<u64>,
+    /// Name and byte range of every struct written, while the memo is being made.
+    spans: Option<Vec<(&'static str, Range<usize>)>>,
 }
 
-impl Writer<'_> {
-    fn varint(&mut self, mut v: u64) {
+impl<'a> Writer<'a> {
+    pub(super) fn new(out: &'a mut Vec<u8>, memo: &'a Memo) -> Writer<'a> {
+        Writer {
+            out,
+            memo,
+            zeros: None,
+            spans: None,
+        }
+    }
+
+    /// `sketch` written with `memo`, and where each of its structs went.
+    pub(super) fn record(
+        memo: &Memo,
+        sketch: &DDSketch,
+    ) -> (Vec<u8>, Vec<(&'static str, Range<usize>)>) {
+        let mut out = Vec::new();
+        let mut w = Writer::new(&mut out, memo);
+        w.spans = Some(Vec::new());
+        w.sketch(sketch).expect("an empty sketch serialises");
+        let spans = w.spans.take().unwrap_or_default();
+        (out, spans)
+    }
+
+    pub(super) fn byte(&mut self, b: u8) {
+        self.out.push(b);
+    }
+
+    pub(super) fn varint(&mut self, mut v: u64) {
         while v >= 0x80 {
             self.out.push(v as u8 | 0x80);
             v >>= 7;
@@ -20,84 +55,151 @@ impl Writer<'_> {
         self.out.push(v as u8);
     }
 
-    fn zigzag(&mut self, v: i64) {
+    pub(super) fn zigzag(&mut self, v: i64) {
         self.varint(((v << 1) ^ (v >> 63)) as u64);
     }
+
+    pub(super) fn sketch(&mut self, sketch: &DDSketch) -> Result<()> {
+        sketch.serialize(self)
+    }
+
+    /// Refuses a value inside the bins, where only `u64` counts are expected.
+    fn outside_bins(&self) -> Result<()> {
+        match self.zeros {
+            Some(_) => Err(Error::Unsupported("sequence of anything but u64")),
+            None => Ok(()),
+        }
+    }
 }
 
-/// `serialize_<int>` methods that widen the value and write it with the writer's `zigzag`
-/// or `varint`.
-macro_rules! integers {
-    ($($write:ident: $($method:ident($ty:ty)),+;)+) => {
-        $($(
-            fn $method(self, v: $ty) -> Result<()> {
-                self.$write(v.into());
-                Ok(())
-            }
-        )+)+
-    };
-}
-
-impl<'a, 't> ser::Serializer for &'a mut Writer<'t> {
+impl<'w, 'a> ser::Serializer for &'w mut Writer<'a> {
     type Ok = ();
     type Error = Error;
-    type SerializeSeq = SeqWriter<'a, 't>;
-    type SerializeTuple = Self;
-    type SerializeTupleStruct = Self;
-    type SerializeTupleVariant = ser::Impossible<(), Error>;
-    type SerializeMap = ser::Impossible<(), Error>;
-    type SerializeStruct = StructWriter<'a, 't>;
-    type SerializeStructVariant = ser::Impossible<(), Error>;
+    type SerializeSeq = Self;
+    type SerializeStruct = StructWriter<'w, 'a>;
+    type SerializeTuple = Impossible<(), Error>;
+    type SerializeTupleStruct = Impossible<(), Error>;
+    type SerializeTupleVariant = Impossible<(), Error>;
+    type SerializeMap = Impossible<(), Error>;
+    type SerializeStructVariant = Impossible<(), Error>;
+
+    // What a sketch is made of.
 
     fn serialize_bool(self, v: bool) -> Result<()> {
-        self.out.push(u8::from(v));
+        self.outside_bins()?;
+        self.byte(u8::from(v));
         Ok(())
     }
-    // Signed integers zigzag, unsigned ones as they are, both as LEB128 varints.
-    integers! {
-        zigzag: serialize_i8(i8), serialize_i16(i16), serialize_i32(i32), serialize_i64(i64);
-        varint: serialize_u8(u8), serialize_u16(u16), serialize_u32(u32), serialize_u64(u64);
+    fn serialize_i32(self, v: i32) -> Result<()> {
+        self.outside_bins()?;
+        self.zigzag(v.into());
+        Ok(())
     }
-    fn serialize_f32(self, v: f32) -> Result<()> {
-        self.out.extend_from_slice(&v.to_le_bytes());
+    fn serialize_u32(self, v: u32) -> Result<()> {
+        self.outside_bins()?;
+        self.varint(v.into());
+        Ok(())
+    }
+    /// Also `usize`. Inside the bins a zero is only counted, and a count is written after
+    /// the zeros before it.
+    fn serialize_u64(self, v: u64) -> Result<()> {
+        match self.zeros {
+            Some(ref mut zeros) if v == 0 => *zeros += 1,
+            Some(zeros) => {
+                self.zeros = Some(0);
+                self.varint(zeros);
+                self.varint(v);
+            }
+            None => self.varint(v),
+        }
         Ok(())
     }
     fn serialize_f64(self, v: f64) -> Result<()> {
+        self.outside_bins()?;
         self.out.extend_from_slice(&v.to_le_bytes());
         Ok(())
     }
+    fn serialize_seq(self, len: Option<usize>) -> Result<Self> {
+        self.outside_bins()?;
+        let len = len.ok_or(Error::Unsupported("sequence of unknown length"))?;
+        self.varint(len as u64);
+        self.zeros = Some(0);
+        Ok(self)
+    }
+    fn serialize_struct(self, name: &'static str, _: usize) -> Result<StructWriter<'w, 'a>> {
+        self.outside_bins()?;
+        let reference = self.memo.of(name);
+        if reference.is_some() {
+            self.byte(1);
+        }
+        let start = self.out.len();
+        Ok(StructWriter {
+            w: self,
+            name,
+            start,
+            reference,
+        })
+    }
+
+    // What a sketch is not made of.
+
+    fn serialize_i8(self, _: i8) -> Result<()> {
+        Err(Error::Unsupported("i8"))
+    }
+    fn serialize_i16(self, _: i16) -> Result<()> {
+        Err(Error::Unsupported("i16"))
+    }
+    fn serialize_i64(self, _: i64) -> Result<()> {
+        Err(Error::Unsupported("i64"))
+    }
+    fn serialize_u8(self, _: u8) -> Result<()> {
+        Err(Error::Unsupported("u8"))
+    }
+    fn serialize_u16(self, _: u16) -> Result<()> {
+        Err(Error::Unsupported("u16"))
+    }
+    fn serialize_f32(self, _: f32) -> Result<()> {
+        Err(Error::Unsupported("f32"))
+    }
     fn serialize_char(self, _: char) -> Result<()> {
-        unsupported("char")
+        Err(Error::Unsupported("char"))
     }
     fn serialize_str(self, _: &str) -> Result<()> {
-        unsupported("string")
+        Err(Error::Unsupported("string"))
     }
     fn serialize_bytes(self, _: &[u8]) -> Result<()> {
-        unsupported("byte string")
+        Err(Error::Unsupported("byte string"))
     }
     fn serialize_none(self) -> Result<()> {
-        self.out.push(0);
-        Ok(())
+        Err(Error::Unsupported("option"))
     }
-    fn serialize_some<T: ?Sized + Serialize>(self, value: &T) -> Result<()> {
-        self.out.push(1);
-        value.serialize(self)
+    fn serialize_some<T: ?Sized + Serialize>(self, _: &T) -> Result<()> {
+        Err(Error::Unsupported("option"))
     }
     fn serialize_unit(self) -> Result<()> {
-        Ok(())
+        Err(Error::Unsupported("unit"))
     }
     fn serialize_unit_struct(self, _: &'static str) -> Result<()> {
-        Ok(())
+        Err(Error::Unsupported("unit struct"))
     }
-    fn serialize_unit_variant(self, _: &'static str, _: u32, _: &'static str) -> Result<()> {
-        unsupported("enum")
+    fn serialize_newtype_struct<T: ?Sized + Serialize>(self, _: &'static str, _: &T) -> Result<()> {
+        Err(Error::Unsupported("newtype struct"))
     }
-    fn serialize_newtype_struct<T: ?Sized + Serialize>(
+    fn serialize_tuple(self, _: usize) -> Result<Self::SerializeTuple> {
+        Err(Error::Unsupported("tuple"))
+    }
+    fn serialize_tuple_struct(
         self,
         _: &'static str,
-        value: &T,
-    ) -> Result<()> {
-        value.serialize(self)
+        _: usize,
+    ) -> Result<Self::SerializeTupleStruct> {
+        Err(Error::Unsupported("tuple struct"))
+    }
+    fn serialize_map(self, _: Option<usize>) -> Result<Self::SerializeMap> {
+        Err(Error::Unsupported("map"))
+    }
+    fn serialize_unit_variant(self, _: &'static str, _: u32, _: &'static str) -> Result<()> {
+        Err(Error::Unsupported("enum"))
     }
     fn serialize_newtype_variant<T: ?Sized + Serialize>(
         self,
@@ -106,20 +208,7 @@ impl<'a, 't> ser::Serializer for &'a mut Writer<'t> {
         _: &'static str,
         _: &T,
     ) -> Result<()> {
-        unsupported("enum")
-    }
-    fn serialize_seq(self, len: Option<usize>) -> Result<SeqWriter<'a, 't>> {
-        let Some(len) = len else {
-            return unsupported("sequence of unknown length");
-        };
-        self.varint(len as u64);
-        Ok(SeqWriter { w: self, zeros: 0 })
-    }
-    fn serialize_tuple(self, _: usize) -> Result<Self> {
-        Ok(self)
-    }
-    fn serialize_tuple_struct(self, _: &'static str, _: usize) -> Result<Self> {
-        Ok(self)
+        Err(Error::Unsupported("enum"))
     }
     fn serialize_tuple_variant(
         self,
@@ -128,23 +217,7 @@ impl<'a, 't> ser::Serializer for &'a mut Writer<'t> {
         _: &'static str,
         _: usize,
     ) -> Result<Self::SerializeTupleVariant> {
-        unsupported("enum")
-    }
-    fn serialize_map(self, _: Option<usize>) -> Result<Self::SerializeMap> {
-        unsupported("map")
-    }
-    fn serialize_struct(self, name: &'static str, _: usize) -> Result<StructWriter<'a, 't>> {
-        let memo = lookup(self.table, name);
-        if memo.is_some() {
-            self.out.push(1);
-        }
-        let start = self.out.len();
-        Ok(StructWriter {
-            w: self,
-            name,
-            start,
-            memo,
-        })
+        Err(Error::Unsupported("enum"))
     }
     fn serialize_struct_variant(
         self,
@@ -153,38 +226,35 @@ impl<'a, 't> ser::Serializer for &'a mut Writer<'t> {
         _: &'static str,
         _: usize,
     ) -> Result<Self::SerializeStructVariant> {
-        unsupported("enum")
+        Err(Error::Unsupported("enum"))
     }
 }
 
-impl ser::SerializeTuple for &mut Writer<'_> {
+/// The bins: each element goes through `serialize_u64`; the last run of zeros is written
+/// at the end.
+impl ser::SerializeSeq for &mut Writer<'_> {
     type Ok = ();
     type Error = Error;
     fn serialize_element<T: ?Sized + Serialize>(&mut self, value: &T) -> Result<()> {
         value.serialize(&mut **self)
     }
     fn end(self) -> Result<()> {
+        match self.zeros.take() {
+            Some(zeros) if zeros > 0 => self.varint(zeros),
+            _ => {}
+        }
         Ok(())
     }
 }
 
-impl ser::SerializeTupleStruct for &mut Writer<'_> {
-    type Ok = ();
-    type Error = Error;
-    fn serialize_field<T: ?Sized + Serialize>(&mut self, value: &T) -> Result<()> {
-        value.serialize(&mut **self)
-    }
-    fn end(self) -> Result<()> {
-        Ok(())
-    }
-}
-
-/// A struct being written; a memo struct equal to its reference shrinks to one byte at the end.
-pub struct StructWriter<'a, 't> {
-    w: &'a mut Writer<'t>,
+/// A struct being written: its fields in order; one equal to its memo reference is cut
+/// back to byte 0 at the end.
+pub(super) struct StructWriter<'w, 'a> {
+    w: &'w mut Writer<'a>,
     name: &'static str,
+    /// Where its fields start (after its tag byte, if it has one).
     start: usize,
-    memo: Option<&'t [u8]>,
+    reference: Option<&'a [u8]>,
 }
 
 impl ser::SerializeStruct for StructWriter<'_, '_> {
@@ -194,160 +264,14 @@ impl ser::SerializeStruct for StructWriter<'_, '_> {
         value.serialize(&mut *self.w)
     }
     fn end(self) -> Result<()> {
-        if let Some(recorded) = &mut self.w.recorded {
-            recorded.push((self.name, self.start, self.w.out.len()));
+        let out = &mut self.w.out;
+        if let Some(spans) = &mut self.w.spans {
+            spans.push((self.name, self.start..out.len()));
         }
-        if let Some(reference) = self.memo {
-            if &self.w.out[self.start..] == reference {
-                self.w.out.truncate(self.start - 1);
-                self.w.out.push(0);
-            }
-        }
-        Ok(())
-    }
-}
-
-/// A sequence being written: zeros are counted, not written.
-pub struct SeqWriter<'a, 't> {
-    w: &'a mut Writer<'t>,
-    zeros: u64,
-}
-
-impl ser::SerializeSeq for SeqWriter<'_, '_> {
-    type Ok = ();
-    type Error = Error;
-    fn serialize_element<T: ?Sized + Serialize>(&mut self, value: &T) -> Result<()> {
-        // Integers (the bins) are counted or written straight from their value; anything else
-        // is written and then looked at.
-        match value.serialize(IntProbe) {
-            Ok(Int::Unsigned(0) | Int::Signed(0)) => {
-                self.zeros += 1;
-                return Ok(());
-            }
-            Ok(Int::Unsigned(v)) => {
-                self.w.varint(std::mem::take(&mut self.zeros));
-                self.w.varint(v);
-                return Ok(());
-            }
-            Ok(Int::Signed(v)) => {
-                self.w.varint(std::mem::take(&mut self.zeros));
-                self.w.zigzag(v);
-                return Ok(());
-            }
-            Err(NotInt) => {}
-        }
-        let at = self.w.out.len();
-        value.serialize(&mut *self.w)?;
-        let written = &self.w.out[at..];
-        if written == [0] {
-            self.w.out.truncate(at);
-            self.zeros += 1;
-            return Ok(());
-        }
-        let mut element = [0u8; 10];
-        let Some(slot) = element.get_mut(..written.len()) else {
-            return unsupported("sequence of anything but integers");
-        };
-        slot.copy_from_slice(written);
-        let n = written.len();
-        self.w.out.truncate(at);
-        self.w.varint(std::mem::take(&mut self.zeros));
-        self.w.out.extend_from_slice(&element[..n]);
-        Ok(())
-    }
-    fn end(self) -> Result<()> {
-        if self.zeros > 0 {
-            self.w.varint(self.zeros);
+        if self.reference == Some(&out[self.start..]) {
+            out.truncate(self.start - 1);
+            out.push(0);
         }
         Ok(())
-    }
-}
-
-/// An integer element, widened.
-enum Int {
-    Unsigned(u64),
-    Signed(i64),
-}
-
-/// What [`IntProbe`] answers for anything but an integer (no allocation, unlike [`Error`]).
-#[derive(Debug)]
-struct NotInt;
-
-impl std::fmt::Display for NotInt {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("not an integer")
-    }
-}
-
-impl std::error::Error for NotInt {}
-
-impl ser::Error for NotInt {
-    fn custom<T: std::fmt::Display>(_: T) -> Self {
-        NotInt
-    }
-}
-
-/// A serializer that hands back an integer value as it is and refuses everything else: a
-/// sequence's bins are read through it without a byte written and taken back for every zero.
-struct IntProbe;
-
-/// `serialize_<int>` methods of [`IntProbe`] that widen the value into `Int::$variant`.
-macro_rules! probe_integers {
-    ($($variant:ident: $($method:ident($ty:ty)),+;)+) => {
-        $($(
-            fn $method(self, v: $ty) -> std::result::Result<Int, NotInt> {
-                Ok(Int::$variant(v.into()))
-            }
-        )+)+
-    };
-}
-
-/// Methods of [`IntProbe`] for everything that is not an integer: `name(args) -> answer`.
-macro_rules! not_int {
-    ($($method:ident$(<$t:ident>)?($($arg:ty),*) -> $out:ty;)+) => {
-        $(
-            fn $method$(<$t: ?Sized + Serialize>)?(self, $(_: $arg),*) -> std::result::Result<$out, NotInt> {
-                Err(NotInt)
-            }
-        )+
-    };
-}
-
-impl ser::Serializer for IntProbe {
-    type Ok = Int;
-    type Error = NotInt;
-    type SerializeSeq = ser::Impossible<Int, NotInt>;
-    type SerializeTuple = ser::Impossible<Int, NotInt>;
-    type SerializeTupleStruct = ser::Impossible<Int, NotInt>;
-    type SerializeTupleVariant = ser::Impossible<Int, NotInt>;
-    type SerializeMap = ser::Impossible<Int, NotInt>;
-    type SerializeStruct = ser::Impossible<Int, NotInt>;
-    type SerializeStructVariant = ser::Impossible<Int, NotInt>;
-
-    probe_integers! {
-        Signed: serialize_i8(i8), serialize_i16(i16), serialize_i32(i32), serialize_i64(i64);
-        Unsigned: serialize_u8(u8), serialize_u16(u16), serialize_u32(u32), serialize_u64(u64);
-    }
-    not_int! {
-        serialize_bool(bool) -> Int;
-        serialize_f32(f32) -> Int;
-        serialize_f64(f64) -> Int;
-        serialize_char(char) -> Int;
-        serialize_str(&str) -> Int;
-        serialize_bytes(&[u8]) -> Int;
-        serialize_none() -> Int;
-        serialize_unit() -> Int;
-        serialize_unit_struct(&'static str) -> Int;
-        serialize_unit_variant(&'static str, u32, &'static str) -> Int;
-        serialize_some<T>(&T) -> Int;
-        serialize_newtype_struct<T>(&'static str, &T) -> Int;
-        serialize_newtype_variant<T>(&'static str, u32, &'static str, &T) -> Int;
-        serialize_seq(Option<usize>) -> Self::SerializeSeq;
-        serialize_tuple(usize) -> Self::SerializeTuple;
-        serialize_tuple_struct(&'static str, usize) -> Self::SerializeTupleStruct;
-        serialize_tuple_variant(&'static str, u32, &'static str, usize) -> Self::SerializeTupleVariant;
-        serialize_map(Option<usize>) -> Self::SerializeMap;
-        serialize_struct(&'static str, usize) -> Self::SerializeStruct;
-        serialize_struct_variant(&'static str, u32, &'static str, usize) -> Self::SerializeStructVariant;
     }
 }
