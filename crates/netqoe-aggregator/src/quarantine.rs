@@ -8,23 +8,36 @@ use async_nats::jetstream::{self, AckKind};
 use async_nats::Subject;
 use netqoe_model::Event;
 
-use crate::consume::{answer, Chunks, Commit, Consumer};
+use crate::consume::{answer, BadMessage, Chunks, Commit, Consumer};
 use crate::dlq::{self, Letter};
 use crate::metrics as m;
+use crate::store;
 use crate::window::WindowKey;
 
 /// Whether retrying `error` can never succeed: the stored state of a window cannot be
 /// decoded, or Postgres refuses the data itself. Connection failures, serialization
 /// failures, deadlocks, lock timeouts, shutdowns and anything unknown are transient: the
 /// batch is retried as it is, and a database outage never sends an event to the DLQ.
-pub fn is_permanent(error: &sqlx::Error) -> bool {
+pub fn is_permanent(error: &store::Error) -> bool {
     match error {
-        // A window's stored state (see `store::merge_onto`); a column of the wrong type
-        // (ColumnDecode) would be the schema's fault, true of every window: not isolated.
-        sqlx::Error::Decode(_) => true,
-        sqlx::Error::Database(e) => e.code().is_some_and(|code| permanent_sqlstate(&code)),
-        _ => false,
+        store::Error::State(_) => true,
+        // A value sqlx cannot decode is treated like a stored state; a column of the wrong
+        // type (ColumnDecode) would be the schema's fault, true of every window: not isolated.
+        store::Error::Db(sqlx::Error::Decode(_)) => true,
+        store::Error::Db(sqlx::Error::Database(e)) => {
+            e.code().is_some_and(|code| permanent_sqlstate(&code))
+        }
+        store::Error::Db(_) | store::Error::LockedRowsChanged(_) => false,
     }
+}
+
+/// Whether `error` fails every event of a window alike (its stored state cannot be read),
+/// so that bisecting stops at window boundaries.
+fn fails_whole_window(error: &store::Error) -> bool {
+    matches!(
+        error,
+        store::Error::State(_) | store::Error::Db(sqlx::Error::Decode(_))
+    )
 }
 
 /// SQLSTATEs that depend on the rows written, not on the database's condition: data
@@ -72,28 +85,23 @@ pub fn describe(key: &WindowKey) -> String {
 pub(crate) type Dead = (Letter, Option<Subject>, &'static str);
 
 /// The dead letter of a message that cannot be decoded or is invalid.
-pub(crate) fn letter(msg: jetstream::Message, reason: String) -> Dead {
+pub(crate) fn letter(msg: jetstream::Message, reason: BadMessage) -> Dead {
     let info = msg.info().ok().map(|i| (i.delivered, i.stream_sequence));
-    let label = if reason.starts_with("invalid JSON") {
-        "undecodable"
-    } else {
-        "invalid"
-    };
     let letter = dlq::Letter {
         subject: msg.subject.to_string(),
         payload: msg.payload.clone(),
-        reason,
+        reason: reason.to_string(),
         deliveries: info.map_or(1, |i| i.0),
         msg_id: info.map(|i| dlq::letter_id(i.1)),
     };
-    (letter, msg.message.reply.clone(), label)
+    (letter, msg.message.reply.clone(), reason.label())
 }
 
 impl Consumer {
     /// Commits the events of a batch that failed with the permanent `error` in smaller
     /// transactions, bisecting by window, and sends the events that still fail alone to the
     /// DLQ; acks everything committed or dead-lettered.
-    pub(crate) async fn isolate(&self, chunks: Chunks, error: sqlx::Error) {
+    pub(crate) async fn isolate(&self, chunks: Chunks, error: store::Error) {
         let mut items: Vec<(WindowKey, &Event, Option<&Subject>)> = chunks
             .iter()
             .flat_map(|c| c.events.iter().zip(c.acks.iter().map(Option::as_ref)))
@@ -136,8 +144,7 @@ impl Consumer {
                     }
                 }
             };
-            let whole_window = matches!(error, sqlx::Error::Decode(_));
-            match split_at(&starts, &range, whole_window) {
+            match split_at(&starts, &range, fails_whole_window(&error)) {
                 Some(at) => {
                     work.push((at..range.end, None));
                     work.push((range.start..at, None));
@@ -243,11 +250,16 @@ mod tests {
         ] {
             assert!(!permanent_sqlstate(code), "{code}");
         }
-        assert!(is_permanent(&sqlx::Error::Decode("bad state".into())));
-        assert!(!is_permanent(&sqlx::Error::PoolTimedOut));
-        assert!(!is_permanent(&sqlx::Error::Io(std::io::Error::from(
-            std::io::ErrorKind::ConnectionRefused
-        ))));
+        let unreadable = crate::window::StateError::UnknownFormat(0xff);
+        assert!(is_permanent(&unreadable.into()));
+        assert!(is_permanent(
+            &sqlx::Error::Decode("bad state".into()).into()
+        ));
+        assert!(!is_permanent(&sqlx::Error::PoolTimedOut.into()));
+        assert!(!is_permanent(
+            &sqlx::Error::Io(std::io::Error::from(std::io::ErrorKind::ConnectionRefused)).into()
+        ));
+        assert!(!is_permanent(&store::Error::LockedRowsChanged(1)));
     }
 
     #[test]

@@ -24,21 +24,38 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, TimeZone, Utc};
 use netqoe_model::Event;
-use sqlx::PgPool;
+use sqlx::postgres::PgRow;
+use sqlx::{PgConnection, PgPool, Row as _};
 use uuid::Uuid;
 
+mod columns;
 mod rows;
 
-pub use rows::{columns, upsert_statement, RowCache, WRITTEN_HERE};
-use rows::{KeyArrays, Row, Versioned};
+pub use columns::{columns, upsert_statement};
+use rows::{Row, Versioned, Written};
+pub use rows::{RowCache, WRITTEN_HERE};
 
-use crate::window::{by_window, WindowKey, WindowState};
+use crate::window::{by_window, StateError, WindowKey, WindowState};
 
 /// The `events_seen` rows the current transaction inserted. `xmin` alone is a 32-bit
 /// transaction id: after wrap-around an old (frozen) row can carry the same number as the
 /// current transaction. `seen_at` is the inserting transaction's start time, which an old
 /// row cannot share; concurrent transactions, which can share the time, never share the id.
 pub const SEEN_HERE: &str = "xmin = pg_current_xact_id()::xid AND seen_at = now()";
+
+/// Why a batch was not applied (its transaction rolled back).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Db(#[from] sqlx::Error),
+    /// The stored state of one of the batch's windows cannot be read: retrying cannot help,
+    /// and no event of that window can be merged until the row is repaired.
+    #[error(transparent)]
+    State(#[from] StateError),
+    /// Rows the upsert had locked changed under the transaction: Postgres broke its locks.
+    #[error("{0} locked windows changed under the transaction")]
+    LockedRowsChanged(usize),
+}
 
 /// What a committed batch did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -84,56 +101,50 @@ impl std::fmt::Display for Phases {
 
 /// Reads the committed rows of `keys` (without locking them): key, version, state.
 async fn read_rows(
-    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    tx: &mut PgConnection,
     keys: &[&WindowKey],
-) -> Result<Vec<(WindowKey, i64, Vec<u8>)>, sqlx::Error> {
+) -> Result<Vec<(WindowKey, Versioned)>, sqlx::Error> {
     if keys.is_empty() {
         return Ok(Vec::new());
     }
     let sql = format!(
         "SELECT {}, a.version, a.sketch_state FROM agg_1m a {}",
-        rows::KEY_COLUMNS,
-        rows::JOIN_KEYS
+        columns::key_select(),
+        columns::join_keys()
     );
-    type Found = (String, String, String, i16, DateTime<Utc>, i64, Vec<u8>);
-    let found: Vec<Found> = KeyArrays::of(keys.iter().copied())
-        .bind(sqlx::query_as(&sql))
-        .fetch_all(&mut **tx)
-        .await?;
-    Ok(found
-        .into_iter()
-        .map(|(c, t, k, v, w, version, bytes)| (rows::key_of((c, t, k, v, w)), version, bytes))
-        .collect())
+    let keys = columns::KeyArrays::of(keys.iter().copied());
+    keys.bind_all(sqlx::query(&sql))
+        .try_map(|row: PgRow| {
+            let key = columns::key_of(&row)?;
+            Ok((key, (row.try_get("version")?, row.try_get("sketch_state")?)))
+        })
+        .fetch_all(tx)
+        .await
 }
 
 /// The batch's events of `keys` added onto their bases (`base(key)`: version and encoded
 /// state, None for a window that does not exist yet). Adding each event to the decoded base
-/// costs less than folding the events into a state of their own and merging that.
+/// costs less than folding the events into a state of their own and merging that. A base
+/// that cannot be decoded is never silently reset: the batch fails.
 fn merge_onto<'a>(
     groups: &BTreeMap<WindowKey, Vec<&Event>>,
     keys: impl Iterator<Item = &'a WindowKey>,
     mut base: impl FnMut(&WindowKey) -> Option<Versioned>,
-) -> Result<BTreeMap<WindowKey, Row>, sqlx::Error> {
+) -> Result<BTreeMap<WindowKey, Row>, StateError> {
     let mut out = BTreeMap::new();
     for key in keys {
         let (base_version, mut state) = match base(key) {
-            // A row that cannot be decoded is never silently reset: fail the batch loudly.
-            Some((v, bytes)) => (
-                v,
-                WindowState::decode(&bytes).map_err(|e| sqlx::Error::Decode(e.into()))?,
-            ),
+            Some((version, bytes)) => (version, WindowState::decode(&bytes)?),
             None => (0, WindowState::default()),
         };
         for e in groups.get(key).into_iter().flatten() {
             state.add(e);
         }
-        out.insert(
-            key.clone(),
-            Row {
-                state,
-                base_version,
-            },
-        );
+        let row = Row {
+            state,
+            base_version,
+        };
+        out.insert(key.clone(), row);
     }
     Ok(out)
 }
@@ -146,19 +157,32 @@ pub(crate) fn ts(ms: i64) -> DateTime<Utc> {
 struct Merged<'e> {
     groups: BTreeMap<WindowKey, Vec<&'e Event>>,
     rows: BTreeMap<WindowKey, Row>,
-    prepared: rows::Prepared,
+    prepared: columns::Prepared,
     /// Windows whose base came from the cache.
     hits: usize,
 }
 
+impl Merged<'_> {
+    /// What committing it does, for a batch of `events` (duplicates included).
+    fn applied(&self, events: usize) -> Applied {
+        let new = self.groups.values().map(Vec::len).sum::<usize>();
+        Applied {
+            new,
+            duplicate: events - new,
+            rows: self.groups.len(),
+        }
+    }
+}
+
 /// Merges `groups` onto their bases: this instance's cached last write of each window; with
-/// the cache on, a window missing from it is taken to be new, with it off every miss is read.
+/// the cache on, a window missing from it is taken to be new, with it off every miss is read
+/// (`tx` None: the cache must be on).
 async fn merge<'e>(
-    tx: Option<&mut sqlx::Transaction<'_, sqlx::Postgres>>,
+    tx: Option<&mut PgConnection>,
     groups: BTreeMap<WindowKey, Vec<&'e Event>>,
     cache: &RowCache,
     now_us: i64,
-) -> Result<Merged<'e>, sqlx::Error> {
+) -> Result<Merged<'e>, Error> {
     let mut base: BTreeMap<&WindowKey, Versioned> = BTreeMap::new();
     let mut misses: Vec<&WindowKey> = Vec::new();
     for key in groups.keys() {
@@ -171,14 +195,14 @@ async fn merge<'e>(
     }
     let hits = base.len();
     if let Some(tx) = tx.filter(|_| !cache.enabled()) {
-        for (key, version, bytes) in read_rows(tx, &misses).await? {
+        for (key, versioned) in read_rows(tx, &misses).await? {
             if let Some((k, _)) = groups.get_key_value(&key) {
-                base.insert(k, (version, bytes));
+                base.insert(k, versioned);
             }
         }
     }
     let rows = merge_onto(&groups, groups.keys(), |k| base.remove(k))?;
-    let prepared = rows::Prepared::of(&rows, now_us);
+    let prepared = columns::Prepared::of(&rows, now_us);
     Ok(Merged {
         groups,
         rows,
@@ -189,11 +213,7 @@ async fn merge<'e>(
 
 /// Merges `events` exactly once in one transaction; `cache` holds this instance's last
 /// writes and is only updated after the commit.
-pub async fn apply(
-    pool: &PgPool,
-    events: &[&Event],
-    cache: &RowCache,
-) -> Result<Applied, sqlx::Error> {
+pub async fn apply(pool: &PgPool, events: &[&Event], cache: &RowCache) -> Result<Applied, Error> {
     apply_at(pool, events, cache, Utc::now().timestamp_micros()).await
 }
 
@@ -204,29 +224,17 @@ pub async fn apply_at(
     events: &[&Event],
     cache: &RowCache,
     now_us: i64,
-) -> Result<Applied, sqlx::Error> {
+) -> Result<Applied, Error> {
     // One entry per event id, sorted: the insert order into events_seen.
     let mut by_id: Vec<&Event> = events.to_vec();
     by_id.sort_unstable_by_key(|e| e.event_id);
     by_id.dedup_by_key(|e| e.event_id);
-    let ids: Vec<Uuid> = by_id.iter().map(|e| e.event_id).collect();
-    let clients: Vec<&str> = by_id.iter().map(|e| e.client_id.as_str()).collect();
-    let ts_ms: Vec<i64> = by_id.iter().map(|e| e.ts_ms).collect();
 
     let mut clock = Phases::start();
     let mut tx = pool.begin().await?;
-    let insert = sqlx::query(
-        "INSERT INTO events_seen (event_id, client_id, ts_ms) \
-         SELECT unnest($1::uuid[]), unnest($2::text[]), unnest($3::bigint[]) \
-         ON CONFLICT (event_id) DO NOTHING",
-    )
-    .bind(&ids)
-    .bind(&clients)
-    .bind(&ts_ms)
-    .execute(&mut *tx);
-    // While Postgres inserts the ids, and with the cache on (the windows then need nothing
-    // from the database), merge and encode the windows as if every event were new: the
-    // usual case. The merge is thrown away when some ids were seen before.
+    // While Postgres inserts the ids, merge and encode the windows as if every event were
+    // new (the usual case), when the cache is on: the windows then need nothing from the
+    // database. The merge is thrown away when some ids were seen before.
     let speculate = async {
         if !cache.enabled() || by_id.is_empty() {
             return Ok(None);
@@ -235,33 +243,20 @@ pub async fn apply_at(
             .await
             .map(Some)
     };
-    let (inserted, speculated) = futures::future::join(insert, speculate).await;
-    let inserted = inserted?.rows_affected();
+    let (inserted, speculated) =
+        futures::future::join(insert_seen(&mut tx, &by_id), speculate).await;
+    let all_new = inserted? == by_id.len() as u64;
     clock.lap("seen");
-    let all_new = inserted == ids.len() as u64;
-    let merged = match speculated? {
-        Some(merged) if all_new => merged,
-        _ => {
-            // The new events are those this transaction inserted (see `SEEN_HERE`); the
-            // others were merged before, or by an instance that committed them first.
-            let fresh: Vec<&Event> = if all_new {
+    // The speculative merge stands when every event was new; else merge the new ones.
+    let merged = match speculated?.filter(|_| all_new) {
+        Some(merged) => merged,
+        None => {
+            let fresh = if all_new {
                 by_id
             } else {
-                let new: HashSet<Uuid> = sqlx::query_scalar(&format!(
-                    "SELECT event_id FROM events_seen WHERE event_id = ANY($1) AND {SEEN_HERE}"
-                ))
-                .bind(&ids)
-                .fetch_all(&mut *tx)
-                .await?
-                .into_iter()
-                .collect();
-                by_id
-                    .into_iter()
-                    .filter(|e| new.contains(&e.event_id))
-                    .collect()
+                inserted_here(&mut tx, by_id).await?
             };
-            let groups = by_window(fresh);
-            if groups.is_empty() {
+            if fresh.is_empty() {
                 tx.commit().await?;
                 return Ok(Applied {
                     new: 0,
@@ -269,49 +264,14 @@ pub async fn apply_at(
                     rows: 0,
                 });
             }
-            let merged = merge(Some(&mut tx), groups, cache, now_us).await?;
+            let merged = merge(Some(&mut *tx), by_window(fresh), cache, now_us).await?;
             clock.lap("merge");
             merged
         }
     };
-    let fresh = merged.groups.values().map(Vec::len).sum::<usize>();
-    let applied = Applied {
-        new: fresh,
-        duplicate: events.len() - fresh,
-        rows: merged.groups.len(),
-    };
-    let Merged {
-        groups,
-        rows,
-        prepared,
-        hits,
-    } = merged;
-
-    // One version-guarded upsert in key order; rows changed by another instance since their
-    // base was read, and rows taken to be new that exist, are locked by it and merged again
-    // onto their current state.
-    let mut written = rows::write_rows(&mut tx, &rows, prepared).await?;
-    let stale: Vec<&WindowKey> = rows.keys().filter(|k| !written.contains_key(*k)).collect();
-    if !stale.is_empty() {
-        tracing::debug!(
-            rows = stale.len(),
-            "windows not cached or changed by another writer; merging again"
-        );
-        let mut current: BTreeMap<WindowKey, Versioned> = read_rows(&mut tx, &stale)
-            .await?
-            .into_iter()
-            .map(|(k, v, b)| (k, (v, b)))
-            .collect();
-        let again = merge_onto(&groups, stale.iter().copied(), |k| current.remove(k))?;
-        let more = rows::write_rows(&mut tx, &again, rows::Prepared::of(&again, now_us)).await?;
-        if more.len() != again.len() {
-            return Err(sqlx::Error::Protocol(format!(
-                "{} locked windows changed under the transaction",
-                again.len() - more.len()
-            )));
-        }
-        written.extend(more);
-    }
+    let applied = merged.applied(events.len());
+    let hits = merged.hits;
+    let written = write(&mut tx, merged, now_us).await?;
     clock.lap("write");
     tx.commit().await?;
     clock.lap("commit");
@@ -327,6 +287,78 @@ pub async fn apply_at(
         "batch applied"
     );
     Ok(applied)
+}
+
+/// Inserts the ids of `by_id` (sorted, distinct) into `events_seen`, skipping those already
+/// there; returns how many were inserted.
+async fn insert_seen(tx: &mut PgConnection, by_id: &[&Event]) -> Result<u64, sqlx::Error> {
+    let ids: Vec<Uuid> = by_id.iter().map(|e| e.event_id).collect();
+    let clients: Vec<&str> = by_id.iter().map(|e| e.client_id.as_str()).collect();
+    let ts_ms: Vec<i64> = by_id.iter().map(|e| e.ts_ms).collect();
+    let done = sqlx::query(
+        "INSERT INTO events_seen (event_id, client_id, ts_ms) \
+         SELECT unnest($1::uuid[]), unnest($2::text[]), unnest($3::bigint[]) \
+         ON CONFLICT (event_id) DO NOTHING",
+    )
+    .bind(&ids)
+    .bind(&clients)
+    .bind(&ts_ms)
+    .execute(tx)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+/// The events of `by_id` whose ids this transaction inserted (see [`SEEN_HERE`]); the others
+/// were merged before, or by an instance that committed them first.
+async fn inserted_here<'e>(
+    tx: &mut PgConnection,
+    by_id: Vec<&'e Event>,
+) -> Result<Vec<&'e Event>, sqlx::Error> {
+    let ids: Vec<Uuid> = by_id.iter().map(|e| e.event_id).collect();
+    let new: HashSet<Uuid> = sqlx::query_scalar(&format!(
+        "SELECT event_id FROM events_seen WHERE event_id = ANY($1) AND {SEEN_HERE}"
+    ))
+    .bind(&ids)
+    .fetch_all(tx)
+    .await?
+    .into_iter()
+    .collect();
+    Ok(by_id
+        .into_iter()
+        .filter(|e| new.contains(&e.event_id))
+        .collect())
+}
+
+/// Writes the merged windows with one version-guarded upsert in key order. Rows changed by
+/// another instance since their base was read, and rows taken to be new that exist, are
+/// locked by it and not written: they are read again, merged onto their current state and
+/// written by a second upsert. Returns what was stored for every window.
+async fn write(tx: &mut PgConnection, merged: Merged<'_>, now_us: i64) -> Result<Written, Error> {
+    let Merged {
+        groups,
+        rows,
+        prepared,
+        ..
+    } = merged;
+    let mut written = rows::write_rows(tx, &rows, prepared).await?;
+    let stale: Vec<&WindowKey> = rows.keys().filter(|k| !written.contains_key(*k)).collect();
+    if stale.is_empty() {
+        return Ok(written);
+    }
+    tracing::debug!(
+        rows = stale.len(),
+        "windows not cached or changed by another writer; merging again"
+    );
+    let mut current: BTreeMap<WindowKey, Versioned> =
+        read_rows(tx, &stale).await?.into_iter().collect();
+    let again = merge_onto(&groups, stale.iter().copied(), |k| current.remove(k))?;
+    let prepared = columns::Prepared::of(&again, now_us);
+    let more = rows::write_rows(tx, &again, prepared).await?;
+    if more.len() != again.len() {
+        return Err(Error::LockedRowsChanged(again.len() - more.len()));
+    }
+    written.extend(more);
+    Ok(written)
 }
 
 /// How much longer than `--seen-retention` an event id is kept: ingest accepts `ts_ms` up to

@@ -1,15 +1,14 @@
-//! Writing `agg_1m` rows: the column list, the version-guarded upsert of a batch's merged
-//! windows, and the cache of rows this instance wrote last.
+//! Writing `agg_1m` rows: the version-guarded upsert of a batch's merged windows (its
+//! columns are described in `columns`), and the cache of rows this instance wrote last.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::num::NonZeroUsize;
-use std::sync::{Mutex, OnceLock};
+use std::sync::Mutex;
 
-use chrono::{DateTime, Utc};
-use netqoe_model::{ErrorStage, ProbeKind};
+use sqlx::postgres::PgRow;
 
-use super::ts;
-use crate::window::{summarise_some, Summary, Wanted, WindowKey, WindowState};
+use super::columns::{join_keys, key_of, key_select, KeyArrays, Prepared};
+use crate::window::{WindowKey, WindowState};
 
 /// A window to write: its merged state and the version it was merged onto (0: the row did
 /// not exist).
@@ -21,7 +20,7 @@ pub(super) struct Row {
 impl Row {
     /// The version the write gives the row: `new_version` for a row taken to be new, else
     /// one more than its base.
-    fn next_version(&self, new_version: i64) -> i64 {
+    pub(super) fn next_version(&self, new_version: i64) -> i64 {
         if self.base_version == 0 {
             new_version
         } else {
@@ -34,7 +33,7 @@ impl Row {
 /// (so a cached copy of a deleted row with the same key can never match it), moved on past
 /// any version the batch's existing rows will get. The upsert's conflict action refuses every
 /// row carrying it, so a write that assumed a new row never overwrites one that exists.
-fn new_row_version(rows: &BTreeMap<WindowKey, Row>, now_us: i64) -> i64 {
+pub(super) fn new_row_version(rows: &BTreeMap<WindowKey, Row>, now_us: i64) -> i64 {
     let mut v = now_us;
     while rows
         .values()
@@ -43,88 +42,6 @@ fn new_row_version(rows: &BTreeMap<WindowKey, Row>, now_us: i64) -> i64 {
         v += 1;
     }
     v
-}
-
-/// The key columns of `agg_1m` bound as arrays, in `WindowKey` order.
-pub(super) struct KeyArrays<'k> {
-    clients: Vec<&'k str>,
-    targets: Vec<&'k str>,
-    kinds: Vec<&'static str>,
-    ip_versions: Vec<i16>,
-    windows: Vec<DateTime<Utc>>,
-}
-
-/// Joins `agg_1m a` to the key arrays bound as `$1`..`$5` by [`KeyArrays::bind`].
-pub(super) const JOIN_KEYS: &str = "JOIN UNNEST($1::text[], $2::text[], $3::text[], \
-     $4::smallint[], $5::timestamptz[]) AS u(c, t, k, v, w) \
-     ON a.client_id = u.c AND a.target = u.t AND a.probe_kind = u.k \
-     AND a.ip_version = u.v AND a.window_start_ts = u.w";
-
-/// The key columns a select of `agg_1m a` returns, read back by [`key_of`].
-pub(super) const KEY_COLUMNS: &str =
-    "a.client_id, a.target, a.probe_kind, a.ip_version, a.window_start_ts";
-
-/// A row's key columns as selected by [`KEY_COLUMNS`].
-pub(super) type KeyRow = (String, String, String, i16, DateTime<Utc>);
-
-/// The key of a row read with [`KEY_COLUMNS`]; the table's checks admit only known kinds.
-pub(super) fn key_of((client_id, target, kind, ip_version, window): KeyRow) -> WindowKey {
-    WindowKey {
-        client_id,
-        target,
-        probe_kind: ProbeKind::parse(&kind).unwrap_or_default(),
-        ip_version: ip_version as u8,
-        window_start_ms: window.timestamp_millis(),
-    }
-}
-
-impl<'k> KeyArrays<'k> {
-    pub(super) fn of(keys: impl Iterator<Item = &'k WindowKey>) -> KeyArrays<'k> {
-        let mut a = KeyArrays {
-            clients: Vec::new(),
-            targets: Vec::new(),
-            kinds: Vec::new(),
-            ip_versions: Vec::new(),
-            windows: Vec::new(),
-        };
-        for k in keys {
-            a.clients.push(&k.client_id);
-            a.targets.push(&k.target);
-            a.kinds.push(k.probe_kind.as_str());
-            a.ip_versions.push(i16::from(k.ip_version));
-            a.windows.push(ts(k.window_start_ms));
-        }
-        a
-    }
-
-    /// Binds the five arrays as the query's next parameters.
-    pub(super) fn bind<'q, O>(
-        self,
-        q: sqlx::query::QueryAs<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments>,
-    ) -> sqlx::query::QueryAs<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments>
-    where
-        'k: 'q,
-    {
-        q.bind(self.clients)
-            .bind(self.targets)
-            .bind(self.kinds)
-            .bind(self.ip_versions)
-            .bind(self.windows)
-    }
-
-    fn bind_query<'q>(
-        self,
-        q: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
-    ) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>
-    where
-        'k: 'q,
-    {
-        q.bind(self.clients)
-            .bind(self.targets)
-            .bind(self.kinds)
-            .bind(self.ip_versions)
-            .bind(self.windows)
-    }
 }
 
 /// Recently written rows (encoded state and version), so the next batch that touches them
@@ -163,198 +80,22 @@ impl RowCache {
     }
 }
 
-const TIMING_STATS: [&str; 5] = ["p50", "p95", "p99", "min", "max"];
-
-/// Key columns at the head of [`columns`], in `WindowKey` order.
-const KEY_LEN: usize = 5;
-
-/// `(column, array cast)` of every column a write sets, in bind order: the key first.
-pub fn columns() -> Vec<(String, &'static str)> {
-    let mut cols: Vec<(String, &'static str)> = vec![
-        ("client_id".into(), "text[]"),
-        ("target".into(), "text[]"),
-        ("probe_kind".into(), "text[]"),
-        ("ip_version".into(), "smallint[]"),
-        ("window_start_ts".into(), "timestamptz[]"),
-        ("count_total".into(), "bigint[]"),
-        ("count_success".into(), "bigint[]"),
-        ("count_error".into(), "bigint[]"),
-    ];
-    for stage in ErrorStage::ALL {
-        cols.push((format!("{}_error_count", stage.as_str()), "bigint[]"));
-    }
-    for m in crate::window::TIMINGS {
-        cols.push((format!("{m}_count"), "bigint[]"));
-        for s in TIMING_STATS {
-            cols.push((format!("{m}_{s}"), "float8[]"));
-        }
-    }
-    cols.push(("throughput_count".into(), "bigint[]"));
-    for c in ["throughput_p05", "throughput_p50", "throughput_p95"] {
-        cols.push((c.into(), "float8[]"));
-    }
-    for c in ["ping_sent", "ping_received", "jitter_count"] {
-        cols.push((c.into(), "bigint[]"));
-    }
-    cols.push(("jitter_p50".into(), "float8[]"));
-    cols.push(("sketch_state".into(), "bytea[]"));
-    cols.push(("last_recv_ts".into(), "timestamptz[]"));
-    cols.push(("version".into(), "bigint[]"));
-    cols
-}
-
-/// Inserts new windows and updates existing ones in one statement, in key order. The
-/// conflict action only writes a row still at the version the merge started from
-/// (`version - 1`), and never a row the batch took to be new (its version is the batch's
-/// new-row version, bound last); a row another instance changed meanwhile, or one taken to
-/// be new that exists, is left alone but locked, and not counted in the rows affected.
-///
-/// The arrays are unnested in the select list, not in `FROM UNNEST(...)`: in FROM, Postgres
-/// first copies every row of all the arrays into a tuplestore and then reads it back; in the
-/// select list the rows stream straight into the insert (one `ProjectSet` node, the arrays in
-/// lockstep). For rows this wide that cut Postgres's CPU per event by about a tenth.
-pub(super) fn upsert_sql() -> &'static str {
-    static SQL: OnceLock<String> = OnceLock::new();
-    SQL.get_or_init(|| {
-        let new_version = columns().len() + 1;
-        upsert_statement(
-            "agg_1m",
-            Some(&format!(
-                "a.version = excluded.version - 1 AND excluded.version <> ${new_version}"
-            )),
-        )
-    })
-}
-
-/// The upsert of `columns()` into `table` (of `agg_1m`'s shape), with `guard` as the
-/// condition of its conflict action: the aggregator's own statement, which benchmarks also run
-/// unguarded against a copy of the table to measure what Postgres alone takes for the rows.
-pub fn upsert_statement(table: &str, guard: Option<&str>) -> String {
-    let cols = columns();
-    let names: Vec<&str> = cols.iter().map(|(n, _)| n.as_str()).collect();
-    let values: Vec<String> = cols
-        .iter()
-        .enumerate()
-        .map(|(i, (name, cast))| format!("unnest(${}::{cast}) AS {name}", i + 1))
-        .collect();
-    let sets: Vec<String> = names[KEY_LEN..]
-        .iter()
-        .map(|n| format!("{n} = excluded.{n}"))
-        .collect();
-    let guard = guard.map(|g| format!(" WHERE {g}")).unwrap_or_default();
-    format!(
-        "INSERT INTO {table} AS a ({names}, updated_at) \
-         SELECT {values}, now() \
-         ON CONFLICT ({key}) DO UPDATE SET {sets}, updated_at = now(){guard}",
-        names = names.join(", "),
-        key = names[..KEY_LEN].join(", "),
-        values = values.join(", "),
-        sets = sets.join(", "),
-    )
-}
-
 /// What a write stored for a row: its new version and encoded state.
 pub(super) type Written = BTreeMap<WindowKey, Versioned>;
-
-/// One column's values.
-enum Column {
-    Int(Vec<i64>),
-    Float(Vec<Option<f64>>),
-}
-
-/// Everything the upsert of a set of rows binds, computed without touching the database
-/// (percentiles, encoded states, versions), so it can be done while Postgres works on
-/// something else.
-pub(super) struct Prepared {
-    /// The counts and statistics, in the order of `columns()` after the key.
-    values: Vec<Column>,
-    encoded: Vec<Vec<u8>>,
-    last_recv: Vec<Option<DateTime<Utc>>>,
-    versions: Vec<i64>,
-    /// The version of the rows taken to be new.
-    new_version: i64,
-}
-
-impl Prepared {
-    /// The bind values of `rows`' upsert; rows taken to be new get a version from `now_us`.
-    pub(super) fn of(rows: &BTreeMap<WindowKey, Row>, now_us: i64) -> Prepared {
-        let new_version = new_row_version(rows, now_us);
-        let states = || rows.values().map(|r| &r.state);
-        let int =
-            |f: &dyn Fn(&WindowState) -> u64| Column::Int(states().map(|w| f(w) as i64).collect());
-        let count = |sums: &[Summary]| Column::Int(sums.iter().map(|s| s.count as i64).collect());
-        let float = |sums: &[Summary], f: fn(&Summary) -> Option<f64>| {
-            Column::Float(sums.iter().map(f).collect())
-        };
-        // Order must follow `columns()`: 3 counts, 6 error counts, then per timing metric a
-        // count and five stats, throughput, ping, jitter; state, last_recv and version apart.
-        let mut values = vec![
-            int(&|w| w.count_total),
-            int(&|w| w.count_success),
-            int(&|w| w.count_error()),
-        ];
-        for stage in ErrorStage::ALL {
-            values.push(int(&|w| w.errors_of(stage)));
-        }
-        for i in 0..crate::window::TIMINGS.len() {
-            let sums: Vec<Summary> = states()
-                .map(|w| summarise_some(&w.timings[i], Wanted::TIMING))
-                .collect();
-            values.push(count(&sums));
-            values.push(float(&sums, |s| s.p50));
-            values.push(float(&sums, |s| s.p95));
-            values.push(float(&sums, |s| s.p99));
-            values.push(float(&sums, |s| s.min));
-            values.push(float(&sums, |s| s.max));
-        }
-        let tput: Vec<Summary> = states()
-            .map(|w| summarise_some(&w.throughput, Wanted::THROUGHPUT))
-            .collect();
-        let jitter: Vec<Summary> = states()
-            .map(|w| summarise_some(&w.jitter, Wanted::MEDIAN))
-            .collect();
-        values.extend([
-            count(&tput),
-            float(&tput, |s| s.p05),
-            float(&tput, |s| s.p50),
-            float(&tput, |s| s.p95),
-            int(&|w| w.ping_sent),
-            int(&|w| w.ping_received),
-            count(&jitter),
-            float(&jitter, |s| s.p50),
-        ]);
-        Prepared {
-            values,
-            encoded: states().map(WindowState::encode).collect(),
-            last_recv: states().map(|w| w.last_recv_ms.map(ts)).collect(),
-            versions: rows.values().map(|r| r.next_version(new_version)).collect(),
-            new_version,
-        }
-    }
-}
 
 /// Writes `rows` with their prepared values; returns the rows written. Rows missing from the
 /// answer were changed by another instance since their base was read (or taken to be new and
 /// found to exist); they are now locked by `tx`. No keys of `rows` may have been written
 /// earlier in `tx`.
 pub(super) async fn write_rows(
-    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    tx: &mut sqlx::PgConnection,
     rows: &BTreeMap<WindowKey, Row>,
     prepared: Prepared,
 ) -> Result<Written, sqlx::Error> {
-    let mut q = KeyArrays::of(rows.keys()).bind_query(sqlx::query(upsert_sql()));
-    for column in &prepared.values {
-        q = match column {
-            Column::Int(v) => q.bind(v),
-            Column::Float(v) => q.bind(v),
-        };
-    }
-    let affected = q
-        .bind(&prepared.encoded)
-        .bind(&prepared.last_recv)
-        .bind(&prepared.versions)
-        .bind(prepared.new_version)
-        .execute(&mut **tx)
+    let keys = KeyArrays::of(rows.keys());
+    let affected = prepared
+        .bind(&keys)
+        .execute(&mut *tx)
         .await?
         .rows_affected();
     let rows_and_writes = rows
@@ -379,44 +120,27 @@ pub const WRITTEN_HERE: &str = "a.xmin = pg_current_xact_id()::xid AND a.updated
 
 /// Which of `keys` this transaction has written (see [`WRITTEN_HERE`]).
 async fn written_by<'a>(
-    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    tx: &mut sqlx::PgConnection,
     keys: impl Iterator<Item = &'a WindowKey>,
 ) -> Result<BTreeSet<WindowKey>, sqlx::Error> {
-    let sql = format!("SELECT {KEY_COLUMNS} FROM agg_1m a {JOIN_KEYS} WHERE {WRITTEN_HERE}");
-    let found: Vec<KeyRow> = KeyArrays::of(keys)
-        .bind(sqlx::query_as(&sql))
-        .fetch_all(&mut **tx)
-        .await?;
-    Ok(found.into_iter().map(key_of).collect())
+    let sql = format!(
+        "SELECT {} FROM agg_1m a {} WHERE {WRITTEN_HERE}",
+        key_select(),
+        join_keys()
+    );
+    let keys = KeyArrays::of(keys);
+    keys.bind_all(sqlx::query(&sql))
+        .try_map(|row: PgRow| key_of(&row))
+        .fetch_all(tx)
+        .await
+        .map(BTreeSet::from_iter)
 }
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use netqoe_model::ProbeKind;
 
-    #[test]
-    fn upsert_binds_every_column_once_and_guards_on_the_version() {
-        let sql = upsert_sql();
-        let cols = columns();
-        assert_eq!(cols.len(), 5 + 3 + 6 + 5 * 6 + 4 + 4 + 2 + 1);
-        assert!(sql.contains(&format!("unnest(${}::bigint[]) AS version", cols.len())));
-        assert!(!sql.contains(&format!("${}", cols.len() + 2)));
-        for (name, _) in &cols[KEY_LEN..] {
-            assert!(sql.contains(&format!("{name} = excluded.{name}")), "{name}");
-        }
-        for (name, _) in &cols[..KEY_LEN] {
-            assert!(
-                !sql.contains(&format!("{name} = excluded.{name}")),
-                "{name}"
-            );
-        }
-        assert!(sql
-            .contains("ON CONFLICT (client_id, target, probe_kind, ip_version, window_start_ts)"));
-        assert!(sql.contains(&format!(
-            "WHERE a.version = excluded.version - 1 AND excluded.version <> ${}",
-            cols.len() + 1
-        )));
-    }
+    use super::*;
 
     #[test]
     fn new_rows_start_at_the_clock_and_existing_ones_count_up() {
