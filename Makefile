@@ -23,7 +23,7 @@ test: setup lint ## setup, lint gate, then every unit and integration test (real
 	$(CARGO) test --workspace --no-fail-fast
 
 reliability-report: ## the fault suite (kills, outages, a full stream, duplicates), then its table for docs/reliability.md
-	$(CARGO) build -q --bins -p netqoe-ingest -p netqoe-aggregator && $(CARGO) test -p netqoe-e2e --test it faults; $(CARGO) run -q -p netqoe-e2e --example reliability_table
+	$(CARGO) build -q --bins -p netqoe-ingest -p netqoe-aggregator && $(CARGO) test -p netqoe-e2e --test it -- faults security; $(CARGO) run -q -p netqoe-e2e --example reliability_table
 
 bench: ## benchmarks against release builds; one JSON line per figure
 	@bash deploy/scripts/setup.sh

@@ -3,10 +3,11 @@
 //! the reckoning of acknowledged ids against the aggregator's `events_seen` ledger and
 //! `agg_1m`, written as one row of docs/reliability.md.
 
+mod checks;
 mod cluster;
 mod load;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -15,6 +16,7 @@ use anyhow::{Context, Result};
 use async_nats::jetstream::{self, consumer};
 use netqoe_test_support::{PgServer, Service};
 
+pub use checks::{forget_check, security_table, Check};
 pub use cluster::NatsCluster;
 pub use load::{Acknowledged, Answer, Batch, Load};
 
@@ -27,6 +29,8 @@ pub struct Stack {
     pub pool: sqlx::PgPool,
     pub db_url: String,
     pub nats_url: String,
+    /// Given to ingest and every aggregator besides `NATS_URL` and `DATABASE_URL`.
+    env: Vec<(String, String)>,
     ingest: Option<Service>,
     pub ingest_addr: SocketAddr,
     pub ingest_metrics: SocketAddr,
@@ -37,6 +41,20 @@ impl Stack {
     /// Starts PostgreSQL and ingest (with `ingest_args` besides its addresses and a token
     /// without a practical rate limit) and waits until ingest is ready.
     pub async fn start(name: &str, nats_url: &str, ingest_args: &[&str]) -> Result<Stack> {
+        let tokens =
+            format!("[[tokens]]\ntoken = \"{TOKEN}\"\nclients = [\"*\"]\nrate = 1000000\n");
+        Stack::start_with(name, nats_url, &tokens, &[], ingest_args).await
+    }
+
+    /// [`Stack::start`] with ingest's tokens file and environment variables for ingest and
+    /// every aggregator (`RUST_LOG`, say).
+    pub async fn start_with(
+        name: &str,
+        nats_url: &str,
+        tokens_toml: &str,
+        env: &[(&str, &str)],
+        ingest_args: &[&str],
+    ) -> Result<Stack> {
         let dir = tempfile::Builder::new()
             .prefix(&format!("netqoe-faults-{name}-"))
             .tempdir()?;
@@ -45,10 +63,7 @@ impl Stack {
         let pool = netqoe_db::connect(&db_url, &Default::default()).await?;
         netqoe_db::migrate(&pool).await.context("migrate")?;
         let tokens = dir.path().join("tokens.toml");
-        std::fs::write(
-            &tokens,
-            format!("[[tokens]]\ntoken = \"{TOKEN}\"\nclients = [\"*\"]\nrate = 1000000\n"),
-        )?;
+        std::fs::write(&tokens, tokens_toml)?;
         let (ingest_addr, ingest_metrics) = (loopback(), loopback());
         let mut stack = Stack {
             dir,
@@ -56,6 +71,10 @@ impl Stack {
             pool,
             db_url,
             nats_url: nats_url.to_string(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             ingest: None,
             ingest_addr,
             ingest_metrics,
@@ -78,11 +97,17 @@ impl Stack {
             old.stop(Duration::from_secs(10));
         }
         let log = self.dir.path().join("ingest.log");
-        let env = [("NATS_URL", self.nats_url.as_str())];
+        let mut env = vec![("NATS_URL", self.nats_url.as_str())];
+        env.extend(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         let mut ingest = Service::spawn("netqoe-ingest", args, &env, &log)?;
         ingest.wait_ready(self.ingest_metrics, "/readyz", Duration::from_secs(60))?;
         self.ingest = Some(ingest);
         Ok(())
+    }
+
+    /// The log file of ingest (`ingest.log`) or an aggregator (`<name>.log`).
+    pub fn log(&self, name: &str) -> String {
+        std::fs::read_to_string(self.dir.path().join(format!("{name}.log"))).unwrap_or_default()
     }
 
     /// Whether ingest is still the process started last (it has not exited).
@@ -96,10 +121,11 @@ impl Stack {
         let metrics = loopback();
         let mut argv = vec!["run".to_string(), format!("--metrics-listen={metrics}")];
         argv.extend(args.iter().map(|a| a.to_string()));
-        let env = [
+        let mut env = vec![
             ("NATS_URL", self.nats_url.as_str()),
             ("DATABASE_URL", self.db_url.as_str()),
         ];
+        env.extend(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         let log = self.dir.path().join(format!("{name}.log"));
         let mut service = Service::spawn("netqoe-aggregator", argv, &env, &log)?;
         service.wait_ready(metrics, "/readyz", Duration::from_secs(60))?;
@@ -116,9 +142,9 @@ impl Stack {
         connect(&self.nats_url).await
     }
 
-    /// Waits until the aggregator has merged every acknowledged event and the consumer has
-    /// nothing pending or unacknowledged (so nothing more will be merged), at most `limit`,
-    /// then counts.
+    /// Waits until the aggregator has merged (or quarantined in `QOE_DLQ`) every acknowledged
+    /// event and the consumer has nothing pending or unacknowledged (so nothing more will be
+    /// merged), at most `limit`, then counts.
     pub async fn reckon(&self, acked: &HashSet<String>, limit: Duration) -> Result<Tally> {
         let js = self.jetstream().await?;
         let deadline = Instant::now() + limit;
@@ -127,7 +153,11 @@ impl Stack {
                 .fetch_all(&self.pool)
                 .await?;
             let seen: HashSet<String> = seen.into_iter().collect();
-            let lost = acked.difference(&seen).count();
+            let quarantined = self.quarantined().await?;
+            let lost = acked
+                .iter()
+                .filter(|id| !seen.contains(*id) && !quarantined.contains_key(*id))
+                .count();
             // Consumer info only once the ledger holds everything, at most every second: asked
             // often, nats-server 2.9 slows the consumer's deliveries (docs/operations.md).
             let idle = lost == 0 && consumer_idle(&js).await;
@@ -141,11 +171,36 @@ impl Stack {
                     merged: seen.len(),
                     counted,
                     lost,
+                    quarantined: quarantined.len(),
                 });
             }
             let pause = if lost == 0 { 1000 } else { 250 };
             tokio::time::sleep(Duration::from_millis(pause)).await;
         }
+    }
+}
+
+impl Stack {
+    /// The events in `QOE_DLQ` by event id, with the reason each was quarantined for.
+    pub async fn quarantined(&self) -> Result<HashMap<String, String>> {
+        let js = self.jetstream().await?;
+        if js.get_stream(netqoe_nats::DLQ_STREAM).await.is_err() {
+            return Ok(HashMap::new());
+        }
+        let mut out = HashMap::new();
+        for letter in netqoe_aggregator::dlq::list(&js).await? {
+            let v: serde_json::Value = serde_json::from_slice(&letter.payload).unwrap_or_default();
+            let events = match v {
+                serde_json::Value::Array(events) => events,
+                one => vec![one],
+            };
+            for e in events {
+                if let Some(id) = e["event_id"].as_str() {
+                    out.insert(id.to_string(), letter.reason.clone());
+                }
+            }
+        }
+        Ok(out)
     }
 }
 
@@ -174,13 +229,15 @@ async fn consumer_idle(js: &jetstream::Context) -> bool {
 }
 
 /// The figures of one fault: acknowledged ids, distinct ids in `events_seen`, the sum of
-/// `count_total`, and acknowledged ids missing from `events_seen`.
+/// `count_total`, acknowledged ids neither in `events_seen` nor quarantined, and events
+/// quarantined in `QOE_DLQ` (with their reason, for an operator to repair and replay).
 #[derive(Debug, Clone, Copy)]
 pub struct Tally {
     pub acknowledged: usize,
     pub merged: usize,
     pub counted: i64,
     pub lost: usize,
+    pub quarantined: usize,
 }
 
 /// One row of the reliability table.
@@ -265,21 +322,34 @@ pub fn reliability_dir() -> Result<PathBuf> {
 
 /// The markdown table of every recorded row, ordered by key.
 pub fn table() -> Result<String> {
-    let dir = reliability_dir()?;
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .with_context(|| format!("read {}: run the fault suite first", dir.display()))?
-        .filter_map(|e| Some(e.ok()?.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "json"))
-        .collect();
-    files.sort();
     let mut out = String::from(
         "| fault | what happened | acknowledged | counted | lost | doubled |\n|---|---|---:|---:|---:|---:|\n",
     );
-    for f in files {
-        let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&f)?)?;
+    for (f, v) in recorded(&reliability_dir()?, "the fault suite")? {
         let row = Row::from_json(&v).with_context(|| format!("malformed {}", f.display()))?;
         out.push_str(&row.markdown());
         out.push('\n');
     }
     Ok(out)
+}
+
+/// The JSON files of `dir` with their contents, ordered by name (`suite` names the tests
+/// that write them, for the error when there are none).
+pub(crate) fn recorded(
+    dir: &std::path::Path,
+    suite: &str,
+) -> Result<Vec<(PathBuf, serde_json::Value)>> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("read {}: run {suite} first", dir.display()))?
+        .filter_map(|e| Some(e.ok()?.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    files.sort();
+    files
+        .into_iter()
+        .map(|f| {
+            let v = serde_json::from_str(&std::fs::read_to_string(&f)?)?;
+            Ok((f, v))
+        })
+        .collect()
 }

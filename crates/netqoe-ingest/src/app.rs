@@ -215,6 +215,8 @@ async fn post_events(
             reject(e, reason, n)
         }
     };
+    // Decoding waits for a CPU rather than inflating many bodies at once.
+    let decoding = state.decoders.acquire().await.expect("never closed");
     let text: Bytes = if gzip {
         gunzip_limited(&raw, settings.max_body_bytes)
             .map_err(|e| refused(e, 0))?
@@ -232,6 +234,7 @@ async fn post_events(
     let (events, warnings) =
         validate_all(&values, netqoe_model::now_ms()).map_err(|e| refused(e, n))?;
     drop(values);
+    drop(decoding);
 
     if let Some(token) = &token {
         let forbidden: Vec<Detail> = events

@@ -90,6 +90,10 @@ pub struct AppState {
     pub publisher: Publisher,
     /// Permits of the events requests served at once (`--max-in-flight`).
     pub in_flight: Arc<tokio::sync::Semaphore>,
+    /// Permits of bodies being decoded and validated at once: one per CPU. Decoding is CPU
+    /// work, and a body's parsed form can take about 15 times its size, so this, not
+    /// `--max-in-flight`, bounds that part of ingest's memory.
+    pub decoders: Arc<tokio::sync::Semaphore>,
     ready: Arc<AtomicBool>,
     /// Cancelled when the service starts draining.
     pub shutdown: CancellationToken,
@@ -107,8 +111,10 @@ impl AppState {
                 .max_in_flight
                 .clamp(1, tokio::sync::Semaphore::MAX_PERMITS),
         ));
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
         let state = AppState {
             in_flight,
+            decoders: Arc::new(tokio::sync::Semaphore::new(cpus)),
             settings: Arc::new(settings),
             auth: Arc::new(RwLock::new(Arc::new(auth))),
             publisher,

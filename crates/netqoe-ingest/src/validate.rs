@@ -8,7 +8,7 @@ use serde_json::Value;
 use crate::error::{ApiError, Detail};
 
 /// Most warnings a 202 lists one by one; the rest are summed up in one last line.
-pub const MAX_WARNINGS: usize = 20;
+pub use netqoe_model::MAX_WARNINGS;
 
 /// The events of a request, normalised, and the warnings to answer with.
 pub type Checked = (Vec<netqoe_model::Event>, Vec<String>);
@@ -26,6 +26,7 @@ pub fn validate_all(values: &[Value], now: i64) -> Result<Checked, ApiError> {
                 for w in valid.warnings {
                     warnings.push(|| format!("event {index}: {w}"));
                 }
+                warnings.more += valid.more_warnings;
                 events.push(valid.event);
             }
             Err(errors) => details.extend(errors.into_iter().map(|e| Detail {

@@ -17,6 +17,7 @@ pub use event::{
 pub use validate::{
     client_id_problem, conforms, parse_canonical, validate, validate_at, FieldError, Validated,
     MAX_ERROR_MESSAGE_CHARS, MAX_FUTURE_MS, MAX_PAST_MS, MAX_THROUGHPUT_KBPS, MAX_TIMING_MS,
+    MAX_WARNINGS,
 };
 pub use window::{window_start_ms, WINDOW_MS};
 

@@ -44,11 +44,18 @@ impl std::fmt::Display for FieldError {
     }
 }
 
+/// Most warnings of one event written out; the rest are only counted, so that an event
+/// of 100 000 unknown keys costs no 100 000 messages.
+pub const MAX_WARNINGS: usize = 20;
+
 /// A valid event plus the warnings (unknown fields) met on the way.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Validated {
     pub event: Event,
+    /// The first [`MAX_WARNINGS`] warnings.
     pub warnings: Vec<String>,
+    /// Warnings past the first [`MAX_WARNINGS`], not written out.
+    pub more_warnings: usize,
 }
 
 /// Validates `value` against schema v1 using the system clock for the `ts_ms` range.
@@ -73,6 +80,7 @@ pub fn validate_at(value: &Value, now_ms: i64) -> Result<Validated, Vec<FieldErr
         Some(event) if c.errors.is_empty() => Ok(Validated {
             event,
             warnings: c.warnings,
+            more_warnings: c.more_warnings,
         }),
         _ => Err(c.errors),
     }

@@ -29,12 +29,23 @@ pub const DEFAULT_SPOOL_MAX_BYTES: u64 = 64 << 20;
 #[error("{0}")]
 pub struct ConfigError(pub String);
 
+/// A bearer token: `Debug` never prints it, so neither does a logged configuration.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Token(pub String);
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Token(<{} characters redacted>)", self.0.chars().count())
+    }
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
     ingest_url: Option<String>,
     ingest_ca_file: Option<PathBuf>,
-    token: Option<String>,
+    token: Option<Token>,
     token_file: Option<PathBuf>,
     client_id: Option<String>,
     interval: Option<toml::Spanned<String>>,
@@ -115,7 +126,7 @@ pub struct Config {
     pub ingest_url: Option<String>,
     /// PEM CA certificates trusted for ingest besides the public roots (a private CA).
     pub ingest_ca_file: Option<PathBuf>,
-    pub token: Option<String>,
+    pub token: Option<Token>,
     pub client_id: Option<String>,
     pub spool_dir: PathBuf,
     /// Size at which the active spool segment is closed and a new one started.
@@ -187,7 +198,7 @@ pub fn parse(src: &str) -> Result<Config, ConfigError> {
     };
     let token = match (&raw.token, &raw.token_file) {
         (Some(t), _) => Some(t.clone()),
-        (None, Some(f)) => Some(
+        (None, Some(f)) => Some(Token(
             std::fs::read_to_string(f)
                 .map_err(|e| {
                     ConfigError(format!(
@@ -197,7 +208,7 @@ pub fn parse(src: &str) -> Result<Config, ConfigError> {
                 })?
                 .trim()
                 .to_string(),
-        ),
+        )),
         (None, None) => None,
     };
     if let Some(ca) = &raw.ingest_ca_file {

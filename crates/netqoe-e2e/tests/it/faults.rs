@@ -10,14 +10,14 @@ use netqoe_e2e::faults::{self, Acknowledged, Answer, Batch, Load, NatsCluster, R
 use netqoe_test_support::NatsServer;
 
 /// Three tasks, each a batch of 20 events every 150 ms: about 400 events/s.
-const TASKS: usize = 3;
-const BATCH: usize = 20;
-const PAUSE: Duration = Duration::from_millis(150);
+pub(crate) const TASKS: usize = 3;
+pub(crate) const BATCH: usize = 20;
+pub(crate) const PAUSE: Duration = Duration::from_millis(150);
 /// Longest wait for the aggregator to merge everything, covering a redelivery after the
 /// consumer's 30 s ack wait.
-const RECKON: Duration = Duration::from_secs(75);
+pub(crate) const RECKON: Duration = Duration::from_secs(75);
 
-fn acked(a: Answer) -> bool {
+pub(crate) fn acked(a: Answer) -> bool {
     a == Answer::Acked
 }
 
@@ -30,7 +30,7 @@ fn bare(a: Answer) -> bool {
 }
 
 /// How ingest answered, in a few words.
-fn answers(a: &Acknowledged) -> String {
+pub(crate) fn answers(a: &Acknowledged) -> String {
     let n = |f: &dyn Fn(Answer) -> bool| a.answers.iter().filter(|(_, x)| f(*x)).count();
     let mut s = format!("{} × 202", n(&acked));
     let shed = n(&shed);
@@ -52,8 +52,9 @@ fn answers(a: &Acknowledged) -> String {
     s
 }
 
-/// Records the row, then holds the promise: nothing acknowledged lost, nothing counted twice.
-fn settle(key: &str, fault: &str, happened: String, t: Tally) {
+/// Records the row, then holds the promise: nothing acknowledged lost (every id merged, or
+/// quarantined in `QOE_DLQ` with its reason), nothing counted twice.
+pub(crate) fn settle(key: &str, fault: &str, happened: String, t: Tally) {
     let row = Row::new(fault, &happened, t);
     row.record(key).unwrap();
     assert!(
@@ -63,11 +64,14 @@ fn settle(key: &str, fault: &str, happened: String, t: Tally) {
     );
     assert_eq!(row.lost, 0, "acknowledged events missing from events_seen");
     assert_eq!(row.doubled, 0, "sum(count_total) vs distinct merged ids");
-    assert!(t.merged >= t.acknowledged, "every acknowledged id merged");
+    assert!(
+        t.merged + t.quarantined >= t.acknowledged,
+        "every acknowledged id merged or quarantined"
+    );
 }
 
 /// Distinct event ids in the ledger.
-async fn merged(s: &Stack) -> i64 {
+pub(crate) async fn merged(s: &Stack) -> i64 {
     sqlx::query_scalar("SELECT count(*) FROM events_seen")
         .fetch_one(&s.pool)
         .await
@@ -75,7 +79,7 @@ async fn merged(s: &Stack) -> i64 {
 }
 
 /// Waits until the ledger holds more than `n` ids.
-async fn merged_past(s: &Stack, n: i64) {
+pub(crate) async fn merged_past(s: &Stack, n: i64) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while merged(s).await <= n {
         assert!(Instant::now() < deadline, "nothing merged past {n} in 20 s");
@@ -298,8 +302,25 @@ async fn every_event_sent_three_times_also_past_the_duplicate_window_is_counted_
     let mut config = stream.info().await.unwrap().config.clone();
     config.duplicate_window = Duration::from_secs(1);
     js.update_stream(config).await.unwrap();
+    // Batches half-published when NATS died: the first half of each reached the stream as
+    // ingest publishes it, the request failed, and the sender retried the whole batch after
+    // the window.
+    let halves: Vec<Batch> = (0..20)
+        .map(|i| Batch::generate(20, 10_000 + i * 20))
+        .collect();
+    let mut half_published = 0;
+    for b in &halves {
+        let events: Vec<serde_json::Value> = serde_json::from_slice(&b.body).unwrap();
+        for e in &events[..events.len() / 2] {
+            publish_as_ingest(&js, e.clone()).await;
+            half_published += 1;
+        }
+    }
+    let half_distinct = halves.iter().map(|b| b.ids.len()).sum::<usize>();
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let third = Load::replay(&s.ingest_url(), 4, batches, Duration::ZERO)
+    let mut retried = batches;
+    retried.extend(halves);
+    let third = Load::replay(&s.ingest_url(), 4, retried, Duration::ZERO)
         .finish(Duration::from_secs(60))
         .await;
     let stored = stream.info().await.unwrap().state.messages;
@@ -312,20 +333,41 @@ async fn every_event_sent_three_times_also_past_the_duplicate_window_is_counted_
     let mut ids = first.ids.clone();
     ids.extend(third.ids.iter().cloned());
     assert_eq!(first.ids.len(), distinct);
-    assert_eq!(third.ids.len(), distinct);
+    assert_eq!(third.ids.len(), distinct + half_distinct);
     let t = s.reckon(&ids, RECKON).await.unwrap();
     let happened = format!(
         "{distinct} events each sent three times: twice at once (ingest reported {duplicates} \
-         duplicates), then again after the duplicate window (shrunk to 1 s): the stream holds \
-         {stored} messages and the ledger dropped the repeats; {}, then {}",
+         duplicates), then again after the duplicate window (shrunk to 1 s); and 20 batches \
+         ({half_distinct} events) half-published when NATS died ({half_published} stored), \
+         retried whole after the window: the stream holds {stored} messages and the ledger \
+         dropped the repeats; {}, then {}",
         answers(&first),
         answers(&third)
     );
     assert_eq!(
         stored,
-        2 * distinct as u64,
-        "the third copies reached the stream"
+        (2 * distinct + half_published + half_distinct) as u64,
+        "the copies after the window reached the stream"
     );
     settle("6-duplicate-storm", "duplicate storm ×3", happened, t);
-    assert_eq!(t.counted, distinct as i64, "each event counted once");
+    assert_eq!(
+        t.counted,
+        (distinct + half_distinct) as i64,
+        "each event counted once"
+    );
+}
+
+/// Publishes `event` to `QOE_EVENTS` as ingest does: on its client's subject, stamped with
+/// `recv_ts_ms`, its event id as `Nats-Msg-Id`.
+async fn publish_as_ingest(js: &async_nats::jetstream::Context, mut event: serde_json::Value) {
+    let now = std::time::SystemTime::UNIX_EPOCH.elapsed().unwrap();
+    event["recv_ts_ms"] = serde_json::json!(now.as_millis() as i64);
+    let subject = netqoe_nats::event_subject(event["client_id"].as_str().unwrap());
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("Nats-Msg-Id", event["event_id"].as_str().unwrap());
+    js.publish_with_headers(subject, headers, event.to_string().into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
 }

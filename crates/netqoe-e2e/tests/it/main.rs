@@ -2,7 +2,9 @@
 //! part the released binary with its defaults.
 
 mod faults;
+mod faults_postgres;
 mod observability;
 mod pipeline;
 mod scenario;
+mod security;
 mod soak;

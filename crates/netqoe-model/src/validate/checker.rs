@@ -27,7 +27,10 @@ pub(super) fn path(prefix: &str, key: &str) -> String {
 #[derive(Default)]
 pub(super) struct Checker {
     pub(super) errors: Vec<FieldError>,
+    /// The first [`MAX_WARNINGS`](super::MAX_WARNINGS) warnings.
     pub(super) warnings: Vec<String>,
+    /// Warnings past those, counted but not written out.
+    pub(super) more_warnings: usize,
 }
 
 impl Checker {
@@ -45,8 +48,12 @@ impl Checker {
         known: &[&str],
     ) {
         for key in obj.keys().filter(|k| !known.contains(&k.as_str())) {
-            self.warnings
-                .push(format!("unknown field `{}` ignored", path(prefix, key)));
+            if self.warnings.len() < super::MAX_WARNINGS {
+                self.warnings
+                    .push(format!("unknown field `{}` ignored", path(prefix, key)));
+            } else {
+                self.more_warnings += 1;
+            }
         }
     }
 

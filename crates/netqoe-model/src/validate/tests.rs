@@ -225,6 +225,18 @@ fn unknown_fields_are_ignored_with_a_warning() {
             "unknown field `timings.dns_msec` ignored".to_string()
         ]
     );
+    assert_eq!(ok.more_warnings, 0);
+}
+
+#[test]
+fn warnings_past_the_cap_are_counted_not_written() {
+    let mut v = valid();
+    for i in 0..10_000 {
+        v[format!("x{i}")] = json!(1);
+    }
+    let ok = validate_at(&v, NOW).expect("valid");
+    assert_eq!(ok.warnings.len(), MAX_WARNINGS);
+    assert_eq!(ok.more_warnings, 10_000 - MAX_WARNINGS);
 }
 
 #[test]

@@ -123,3 +123,13 @@ fn ingest_ca_file_must_hold_a_pem_certificate() {
     let e = parse(&missing).unwrap_err();
     assert!(e.0.contains("`ingest_ca_file`"), "{e}");
 }
+
+#[test]
+fn debug_output_never_holds_the_token() {
+    let c = parse("token = \"probe-secret-token-0123456789\"\n[[targets]]\nurl = \"http://a/\"\n")
+        .unwrap();
+    assert_eq!(c.token.as_ref().unwrap().0, "probe-secret-token-0123456789");
+    let dbg = format!("{c:?}");
+    assert!(!dbg.contains("probe-secret-token"), "{dbg}");
+    assert!(dbg.contains("Token(<29 characters redacted>)"), "{dbg}");
+}
