@@ -15,9 +15,10 @@ use sqlx::PgPool;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::config::Settings;
 use crate::inflight::InFlight;
 use crate::metrics as m;
-use crate::{store, RunSettings};
+use crate::store;
 
 mod commit;
 mod fetch;
@@ -74,7 +75,7 @@ pub(crate) struct Consumer {
     pub js: jetstream::Context,
     pub pool: PgPool,
     pub cache: store::RowCache,
-    pub settings: RunSettings,
+    pub settings: Settings,
     pub ready: Arc<AtomicBool>,
     pub shutdown: CancellationToken,
     pub inflight: InFlight,

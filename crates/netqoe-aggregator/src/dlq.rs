@@ -9,6 +9,8 @@ use netqoe_nats::{
 };
 use serde::Serialize;
 
+use crate::config::DlqCommand;
+
 /// A message on its way to `QOE_DLQ`.
 #[derive(Debug, Clone)]
 pub struct Letter {
@@ -227,9 +229,64 @@ pub async fn replay(js: &jetstream::Context, seq: Option<u64>) -> anyhow::Result
     Ok(replayed)
 }
 
+/// Runs `dlq list` or `dlq replay` against the NATS at `nats_url`, writing what it finds
+/// or did to `out`.
+pub async fn execute(
+    nats_url: &str,
+    command: &DlqCommand,
+    out: &mut impl std::io::Write,
+) -> anyhow::Result<()> {
+    let client = netqoe_nats::connect(nats_url, "netqoe-aggregator-dlq", true).await?;
+    let js = jetstream::new(client);
+    match command {
+        DlqCommand::List { json } => {
+            for e in list(&js).await? {
+                writeln!(out, "{}", list_line(&e, *json)?)?;
+            }
+        }
+        DlqCommand::Replay { seq, .. } => {
+            let n = replay(&js, *seq).await?;
+            writeln!(out, "replayed {n} dead letters")?;
+        }
+    }
+    Ok(())
+}
+
+/// The line of `dlq list` for one dead letter: a JSON object, or tab-separated sequence,
+/// subject, delivery count and reason.
+pub fn list_line(e: &Entry, json: bool) -> anyhow::Result<String> {
+    Ok(if json {
+        serde_json::to_string(e)?
+    } else {
+        format!(
+            "{}\t{}\tdeliveries={}\t{}",
+            e.seq, e.subject, e.deliveries, e.reason
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn list_lines_are_a_table_row_or_a_json_object() {
+        let e = Entry {
+            seq: 7,
+            subject: "qoe.events.probe-x".into(),
+            reason: "invalid JSON".into(),
+            deliveries: "1".into(),
+            payload: Bytes::from_static(b"not json"),
+        };
+        assert_eq!(
+            list_line(&e, false).unwrap(),
+            "7\tqoe.events.probe-x\tdeliveries=1\tinvalid JSON"
+        );
+        assert_eq!(
+            list_line(&e, true).unwrap(),
+            r#"{"seq":7,"subject":"qoe.events.probe-x","reason":"invalid JSON","deliveries":"1"}"#
+        );
+    }
 
     #[test]
     fn deliveries_and_sequences_are_read_from_both_ack_subject_forms() {

@@ -1,7 +1,8 @@
 //! The netqoe aggregator: consumes `QOE_EVENTS` and maintains `agg_1m` in Postgres with
 //! exactly-once effect (see `store` for the transaction, `window` for the mergeable state).
 
-pub mod cli;
+pub mod command;
+pub mod config;
 pub mod consume;
 pub mod dlq;
 mod inflight;
@@ -22,65 +23,7 @@ use sqlx::PgPool;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-/// Settings of `run`.
-#[derive(Debug, Clone)]
-pub struct RunSettings {
-    pub nats_url: String,
-    pub batch_size: usize,
-    /// Upper bound of events merged into one transaction when batches have queued up.
-    pub max_commit_events: usize,
-    /// Transactions committed side by side, each on its own share of the windows.
-    pub commit_parallelism: usize,
-    /// Windows whose last write is kept in memory to skip reading them again (0: off).
-    pub row_cache: usize,
-    pub fetch_wait: Duration,
-    pub max_backoff: Duration,
-    pub provision: bool,
-    pub provision_options: netqoe_nats::ProvisionOptions,
-    pub seen_retention: Duration,
-    pub agg_retention: Option<Duration>,
-    pub retention_interval: Duration,
-}
-
-impl RunSettings {
-    /// Defaults of the command line for `nats_url`.
-    pub fn new(nats_url: &str) -> RunSettings {
-        RunSettings {
-            nats_url: nats_url.to_string(),
-            batch_size: 2000,
-            max_commit_events: 20_000,
-            row_cache: 50_000,
-            commit_parallelism: 1,
-            fetch_wait: Duration::from_millis(250),
-            max_backoff: Duration::from_secs(5),
-            provision: true,
-            provision_options: Default::default(),
-            seen_retention: Duration::from_secs(7 * 86_400),
-            agg_retention: None,
-            retention_interval: Duration::from_secs(600),
-        }
-    }
-
-    pub fn from_cli(nats_url: &str, a: &cli::RunArgs) -> RunSettings {
-        RunSettings {
-            batch_size: a.batch_size.max(1),
-            max_commit_events: a.max_commit_events.max(1),
-            row_cache: a.row_cache,
-            commit_parallelism: a.commit_parallelism.max(1),
-            fetch_wait: a.fetch_wait,
-            max_backoff: a.max_backoff,
-            provision: !a.no_provision,
-            provision_options: netqoe_nats::ProvisionOptions {
-                events_max_bytes: a.stream_max_bytes,
-                replicas: a.stream_replicas,
-            },
-            seen_retention: a.seen_retention,
-            agg_retention: a.agg_retention,
-            retention_interval: a.retention_interval,
-            ..RunSettings::new(nats_url)
-        }
-    }
-}
+pub use config::{Cli, Settings};
 
 /// Creates the database when missing and applies every pending migration; idempotent.
 pub async fn migrate(database_url: &str) -> anyhow::Result<()> {
@@ -100,7 +43,7 @@ pub async fn migrate(database_url: &str) -> anyhow::Result<()> {
 /// Consumes until `shutdown`, finishing the batch in hand. `pool` may point at a database
 /// that is down: the consumer waits for it.
 pub async fn run(
-    settings: RunSettings,
+    settings: Settings,
     pool: PgPool,
     metrics_listener: Option<(TcpListener, PrometheusHandle)>,
     shutdown: CancellationToken,
@@ -215,7 +158,7 @@ pub fn check_seen_retention(retention: Duration, max_age: Duration) -> anyhow::R
 /// None on shutdown.
 async fn events_max_age(
     js: &jetstream::Context,
-    settings: &RunSettings,
+    settings: &Settings,
     shutdown: &CancellationToken,
 ) -> Option<Duration> {
     let mut attempt = 0;
@@ -251,7 +194,7 @@ async fn watch_pending(js: jetstream::Context, stop: CancellationToken) {
     }
 }
 
-async fn retention(pool: PgPool, settings: RunSettings, stop: CancellationToken) {
+async fn retention(pool: PgPool, settings: Settings, stop: CancellationToken) {
     loop {
         let now = chrono::Utc::now();
         let seen_before = store::seen_cutoff(now, settings.seen_retention);

@@ -29,14 +29,14 @@ struct Stack {
 
 /// The aggregator's settings as its binary would read them: defaults, overridden by the
 /// `NETQOE_AGGREGATOR_*` environment variables (so a tuning can be measured without a rebuild).
-fn aggregator_settings(nats_url: &str) -> (netqoe_aggregator::RunSettings, netqoe_db::PoolConfig) {
+fn aggregator_settings(nats_url: &str) -> (netqoe_aggregator::Settings, netqoe_db::PoolConfig) {
     #[derive(clap::Parser)]
     struct FromEnv {
         #[command(flatten)]
-        run: netqoe_aggregator::cli::RunArgs,
+        run: netqoe_aggregator::config::RunArgs,
     }
     let args = <FromEnv as clap::Parser>::parse_from(["netqoe-aggregator"]).run;
-    let mut settings = netqoe_aggregator::RunSettings::from_cli(nats_url, &args);
+    let mut settings = netqoe_aggregator::Settings::from_cli(nats_url, &args);
     if std::env::var_os("NETQOE_AGGREGATOR_FETCH_WAIT").is_none() {
         settings.fetch_wait = Duration::from_millis(100);
     }

@@ -60,7 +60,8 @@ pub fn clap_env_names(src: &str) -> BTreeSet<String> {
 }
 
 /// The environment variables of `netqoe-<binary>`: its own clap flags, plus those of the
-/// shared argument blocks of `netqoe-common` it flattens, plus `RUST_LOG` when it logs.
+/// shared argument blocks of `netqoe-common` it flattens and of the provisioning block of
+/// `netqoe-nats` it declares, plus `RUST_LOG` when it logs.
 /// `None` when the binary's crate does not exist (yet).
 pub fn binary_env_vars(binary: &str) -> Result<Option<BTreeSet<String>>> {
     let root = repo_root();
@@ -84,6 +85,7 @@ pub fn binary_env_vars(binary: &str) -> Result<Option<BTreeSet<String>>> {
             vars.extend(struct_env_names(&common, block)?);
         }
     }
+    vars.extend(provision_env_names(&src)?);
     if vars.contains("NETQOE_LOG_FORMAT") {
         vars.insert("RUST_LOG".into());
     }
@@ -98,6 +100,35 @@ fn struct_env_names(src: &str, name: &str) -> Result<BTreeSet<String>> {
     let body = &src[start..];
     let end = body.find("\n}").context("unterminated struct")?;
     Ok(clap_env_names(&body[..end]))
+}
+
+/// The variables of the stream-provisioning flags when a source text declares them with
+/// `netqoe_nats::provision_args! { … env_prefix = "NETQOE_X_" }`: the prefix followed by
+/// each `concat!($prefix, "…")` of the macro in `netqoe-nats`.
+fn provision_env_names(src: &str) -> Result<BTreeSet<String>> {
+    let mut names = BTreeSet::new();
+    let Some(at) = src.find("provision_args!") else {
+        return Ok(names);
+    };
+    let prefix = src[at..]
+        .split_once("env_prefix = \"")
+        .and_then(|(_, rest)| rest.split_once('"'))
+        .map(|(prefix, _)| prefix)
+        .context("provision_args! without env_prefix = \"…\"")?;
+    let block = read("crates/netqoe-nats/src/args.rs")?;
+    let needle = "concat!($prefix, \"";
+    let mut rest = block.as_str();
+    while let Some(i) = rest.find(needle) {
+        rest = &rest[i + needle.len()..];
+        if let Some(end) = rest.find('"') {
+            names.insert(format!("{prefix}{}", &rest[..end]));
+            rest = &rest[end..];
+        }
+    }
+    if names.is_empty() {
+        bail!("no concat!($prefix, \"…\") in crates/netqoe-nats/src/args.rs");
+    }
+    Ok(names)
 }
 
 /// Every environment variable any deployed binary reads, by binary.
@@ -296,5 +327,11 @@ mod tests {
         );
         let agg = binary_env_vars("aggregator").unwrap().unwrap();
         assert!(agg.contains("DATABASE_URL") && agg.contains("RUST_LOG"));
+        for (vars, binary) in [(&ingest, "INGEST"), (&agg, "AGGREGATOR")] {
+            for flag in ["NO_PROVISION", "STREAM_REPLICAS", "STREAM_DUPLICATE_WINDOW"] {
+                let name = format!("NETQOE_{binary}_{flag}");
+                assert!(vars.contains(&name), "{name} missing");
+            }
+        }
     }
 }

@@ -1,4 +1,5 @@
-//! Command line (clap, every flag with its `NETQOE_INGEST_*` variable) and runtime settings.
+//! Command line (clap, every flag with its `NETQOE_INGEST_*` variable) and the validated
+//! settings `run` works with; each default is declared once, below, for both.
 
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
@@ -8,6 +9,34 @@ use std::time::Duration;
 use clap::Parser;
 use netqoe_common::args::redact_url;
 use netqoe_common::{LogArgs, NatsArgs};
+
+/// Default `--rate`: sustained events per second of a token.
+pub const DEFAULT_RATE: NonZeroU32 = NonZeroU32::new(200).unwrap();
+/// Default `--burst`: events a token may send at once.
+pub const DEFAULT_BURST: NonZeroU32 = NonZeroU32::new(1000).unwrap();
+/// Default `--max-body-bytes` (1 MiB).
+pub const DEFAULT_MAX_BODY_BYTES: usize = 1 << 20;
+/// Default `--max-batch`.
+pub const DEFAULT_MAX_BATCH: usize = 1000;
+/// Default `--ack-timeout`.
+pub const DEFAULT_ACK_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default `--header-timeout`.
+pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default `--body-timeout`.
+pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default `--max-in-flight`.
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 256;
+/// Default `--max-connections`.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+/// Default `--publish-wait`.
+pub const DEFAULT_PUBLISH_WAIT: Duration = Duration::from_secs(2);
+/// Default `--shutdown-timeout`.
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
+
+netqoe_nats::provision_args! {
+    /// Provisioning of QOE_EVENTS at start (`NETQOE_INGEST_NO_PROVISION`, `NETQOE_INGEST_STREAM_*`).
+    pub struct ProvisionArgs, env_prefix = "NETQOE_INGEST_"
+}
 
 #[derive(Debug, Parser)]
 #[command(
@@ -37,49 +66,42 @@ pub struct Cli {
     #[arg(long, env = "NETQOE_INGEST_INSECURE_NO_AUTH")]
     pub insecure_no_auth: bool,
     /// Default sustained rate per token, in events per second.
-    #[arg(long, env = "NETQOE_INGEST_RATE", default_value_t = NonZeroU32::new(200).unwrap())]
+    #[arg(long, env = "NETQOE_INGEST_RATE", default_value_t = DEFAULT_RATE)]
     pub rate: NonZeroU32,
     /// Default burst per token, in events: also the most events one request of such a token
     /// can hold. Ingest refuses to start when no token's burst reaches --max-batch.
-    #[arg(long, env = "NETQOE_INGEST_BURST", default_value_t = NonZeroU32::new(1000).unwrap())]
+    #[arg(long, env = "NETQOE_INGEST_BURST", default_value_t = DEFAULT_BURST)]
     pub burst: NonZeroU32,
     /// Largest accepted request body in bytes, before and after gzip decompression.
-    #[arg(long, env = "NETQOE_INGEST_MAX_BODY_BYTES", default_value_t = 1 << 20)]
+    #[arg(long, env = "NETQOE_INGEST_MAX_BODY_BYTES", default_value_t = DEFAULT_MAX_BODY_BYTES)]
     pub max_body_bytes: usize,
     /// Most events accepted in one request (a token's burst can lower it for that token).
-    #[arg(long, env = "NETQOE_INGEST_MAX_BATCH", default_value_t = 1000)]
+    #[arg(long, env = "NETQOE_INGEST_MAX_BATCH", default_value_t = DEFAULT_MAX_BATCH)]
     pub max_batch: usize,
     /// How long to wait for JetStream to acknowledge a request's events.
-    #[arg(long, env = "NETQOE_INGEST_ACK_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
-    pub ack_timeout: Duration,
+    #[arg(long, env = "NETQOE_INGEST_ACK_TIMEOUT", default_value_t = DEFAULT_ACK_TIMEOUT.into())]
+    pub ack_timeout: humantime::Duration,
     /// Time a client has to send the request headers, in total (the connection is closed).
-    #[arg(long, env = "NETQOE_INGEST_HEADER_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
-    pub header_timeout: Duration,
+    #[arg(long, env = "NETQOE_INGEST_HEADER_TIMEOUT", default_value_t = DEFAULT_HEADER_TIMEOUT.into())]
+    pub header_timeout: humantime::Duration,
     /// Time a client has to send the whole request body, in total (408 after it).
-    #[arg(long, env = "NETQOE_INGEST_BODY_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
-    pub body_timeout: Duration,
+    #[arg(long, env = "NETQOE_INGEST_BODY_TIMEOUT", default_value_t = DEFAULT_BODY_TIMEOUT.into())]
+    pub body_timeout: humantime::Duration,
     /// Most events requests served at once; more are answered 503 with Retry-After.
-    #[arg(long, env = "NETQOE_INGEST_MAX_IN_FLIGHT", default_value_t = 256)]
+    #[arg(long, env = "NETQOE_INGEST_MAX_IN_FLIGHT", default_value_t = DEFAULT_MAX_IN_FLIGHT)]
     pub max_in_flight: usize,
     /// Most open API connections; more are answered 503 with Retry-After and closed.
-    #[arg(long, env = "NETQOE_INGEST_MAX_CONNECTIONS", default_value_t = 1024)]
+    #[arg(long, env = "NETQOE_INGEST_MAX_CONNECTIONS", default_value_t = DEFAULT_MAX_CONNECTIONS)]
     pub max_connections: usize,
     /// Longest a request waits for room in the window of unacknowledged publishes before
     /// it is answered 503 with Retry-After (JetStream slower than the incoming events).
-    #[arg(long, env = "NETQOE_INGEST_PUBLISH_WAIT", default_value = "2s", value_parser = humantime::parse_duration)]
-    pub publish_wait: Duration,
+    #[arg(long, env = "NETQOE_INGEST_PUBLISH_WAIT", default_value_t = DEFAULT_PUBLISH_WAIT.into())]
+    pub publish_wait: humantime::Duration,
     /// Longest a SIGTERM drain waits for in-flight requests.
-    #[arg(long, env = "NETQOE_INGEST_SHUTDOWN_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
-    pub shutdown_timeout: Duration,
-    /// Do not create or update the QOE_EVENTS stream at start.
-    #[arg(long, env = "NETQOE_INGEST_NO_PROVISION")]
-    pub no_provision: bool,
-    /// max_bytes of QOE_EVENTS when provisioning (default: nats/stream-qoe-events.json).
-    #[arg(long, env = "NETQOE_INGEST_STREAM_MAX_BYTES")]
-    pub stream_max_bytes: Option<i64>,
-    /// Replicas of QOE_EVENTS when provisioning (3 in a cluster).
-    #[arg(long, env = "NETQOE_INGEST_STREAM_REPLICAS")]
-    pub stream_replicas: Option<usize>,
+    #[arg(long, env = "NETQOE_INGEST_SHUTDOWN_TIMEOUT", default_value_t = DEFAULT_SHUTDOWN_TIMEOUT.into())]
+    pub shutdown_timeout: humantime::Duration,
+    #[command(flatten)]
+    pub provision: ProvisionArgs,
     #[command(flatten)]
     pub nats: NatsArgs,
     #[command(flatten)]
@@ -138,18 +160,18 @@ impl Settings {
         Settings {
             nats_url: nats_url.to_string(),
             auth: AuthSource::Disabled,
-            rate: NonZeroU32::new(200).unwrap(),
-            burst: NonZeroU32::new(1000).unwrap(),
-            max_body_bytes: 1 << 20,
-            max_batch: 1000,
-            ack_timeout: Duration::from_secs(5),
-            header_timeout: Duration::from_secs(10),
-            body_timeout: Duration::from_secs(10),
-            max_in_flight: 256,
-            max_connections: 1024,
-            publish_wait: Duration::from_secs(2),
+            rate: DEFAULT_RATE,
+            burst: DEFAULT_BURST,
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            max_batch: DEFAULT_MAX_BATCH,
+            ack_timeout: DEFAULT_ACK_TIMEOUT,
+            header_timeout: DEFAULT_HEADER_TIMEOUT,
+            body_timeout: DEFAULT_BODY_TIMEOUT,
+            max_in_flight: DEFAULT_MAX_IN_FLIGHT,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            publish_wait: DEFAULT_PUBLISH_WAIT,
             ack_window: crate::publish::ACK_WINDOW,
-            shutdown_timeout: Duration::from_secs(30),
+            shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
             provision: true,
             provision_options: Default::default(),
             readiness_interval: Duration::from_secs(1),
@@ -180,18 +202,15 @@ impl Settings {
             burst: cli.burst,
             max_body_bytes: cli.max_body_bytes,
             max_batch: cli.max_batch,
-            ack_timeout: cli.ack_timeout,
-            header_timeout: cli.header_timeout,
-            body_timeout: cli.body_timeout,
+            ack_timeout: cli.ack_timeout.into(),
+            header_timeout: cli.header_timeout.into(),
+            body_timeout: cli.body_timeout.into(),
             max_in_flight: cli.max_in_flight,
             max_connections: cli.max_connections,
-            publish_wait: cli.publish_wait,
-            shutdown_timeout: cli.shutdown_timeout,
-            provision: !cli.no_provision,
-            provision_options: netqoe_nats::ProvisionOptions {
-                events_max_bytes: cli.stream_max_bytes,
-                replicas: cli.stream_replicas,
-            },
+            publish_wait: cli.publish_wait.into(),
+            shutdown_timeout: cli.shutdown_timeout.into(),
+            provision: cli.provision.provision(),
+            provision_options: cli.provision.options(),
             ..Settings::new(&cli.nats.nats_url)
         })
     }
@@ -224,6 +243,51 @@ impl std::fmt::Debug for Settings {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_command_line_defaults_are_the_settings_defaults() {
+        let cli = Cli::try_parse_from(["netqoe-ingest", "--insecure-no-auth"]).unwrap();
+        let settings = Settings::from_cli(&cli).unwrap();
+        assert_eq!(
+            format!("{settings:?}"),
+            format!("{:?}", Settings::new(&cli.nats.nats_url))
+        );
+    }
+
+    #[test]
+    fn provisioning_flags_read_the_ingest_variables() {
+        let cli = Cli::try_parse_from([
+            "netqoe-ingest",
+            "--insecure-no-auth",
+            "--no-provision",
+            "--stream-replicas=3",
+            "--stream-duplicate-window=10m",
+        ])
+        .unwrap();
+        let settings = Settings::from_cli(&cli).unwrap();
+        assert!(!settings.provision);
+        assert_eq!(settings.provision_options.replicas, Some(3));
+        assert_eq!(
+            settings.provision_options.duplicate_window,
+            Some(Duration::from_secs(600))
+        );
+        let cmd = <Cli as clap::CommandFactory>::command();
+        for flag in
+            "NO_PROVISION STREAM_MAX_BYTES STREAM_REPLICAS STREAM_DUPLICATE_WINDOW".split(' ')
+        {
+            let name = format!("NETQOE_INGEST_{flag}");
+            let env = Some(std::ffi::OsStr::new(&name));
+            assert!(cmd.get_arguments().any(|a| a.get_env() == env), "{name}");
+        }
+        let zero = Cli::try_parse_from([
+            "netqoe-ingest",
+            "--insecure-no-auth",
+            "--stream-duplicate-window=0s",
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(zero.contains("--stream-duplicate-window"), "{zero}");
+    }
 
     #[test]
     fn debug_output_never_holds_tokens_or_passwords() {

@@ -9,7 +9,10 @@
 //! Replicas are the operator's to change: a stream is created with the replicas asked for
 //! (the file's 1 by default), and an existing stream keeps its replicas unless the binary was
 //! explicitly given `--stream-replicas`, so a binary left at its defaults never scales a
-//! 3-replica cluster stream back to 1.
+//! 3-replica cluster stream back to 1. The flags that set these options are declared once,
+//! for every binary that provisions, by [`provision_args!`] (in `args`).
+
+pub mod args;
 
 use std::time::Duration;
 
@@ -80,6 +83,8 @@ pub struct ProvisionOptions {
     /// Replicas of both streams; `None` creates new streams with the file's value (1) and
     /// leaves an existing stream's replicas as they are.
     pub replicas: Option<usize>,
+    /// `duplicate_window` of `QOE_EVENTS` (more than zero); `None` keeps the file's 2 min.
+    pub duplicate_window: Option<Duration>,
 }
 
 /// Which definitions a binary provisions.
@@ -99,6 +104,9 @@ pub fn events_stream_config(opts: &ProvisionOptions) -> Result<stream::Config, E
     }
     if let Some(replicas) = opts.replicas {
         cfg.num_replicas = replicas;
+    }
+    if let Some(window) = opts.duplicate_window {
+        cfg.duplicate_window = window;
     }
     Ok(cfg)
 }
@@ -442,11 +450,102 @@ mod tests {
         let opts = ProvisionOptions {
             events_max_bytes: Some(1 << 20),
             replicas: Some(3),
+            duplicate_window: None,
         };
         let events = events_stream_config(&opts).unwrap();
         assert_eq!(events.max_bytes, 1 << 20);
         assert_eq!(events.num_replicas, 3);
+        assert_eq!(events.duplicate_window, Duration::from_secs(120));
         assert_eq!(dlq_stream_config(&opts).unwrap().num_replicas, 3);
+    }
+
+    crate::provision_args! {
+        /// The block as a binary declares it.
+        struct TestProvisionArgs, env_prefix = "NETQOE_NATS_TEST_"
+    }
+
+    #[derive(Debug, clap::Parser)]
+    struct TestCli {
+        #[command(flatten)]
+        provision: TestProvisionArgs,
+    }
+
+    fn parse(args: &[&str]) -> Result<TestCli, clap::Error> {
+        clap::Parser::try_parse_from(std::iter::once("netqoe-test").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn the_duplicate_window_flag_lands_in_the_events_stream_only() {
+        let cli = parse(&["--stream-duplicate-window", "5m"]).unwrap();
+        let opts = cli.provision.options();
+        assert_eq!(opts.duplicate_window, Some(Duration::from_secs(300)));
+        let events = events_stream_config(&opts).unwrap();
+        assert_eq!(events.duplicate_window, Duration::from_secs(300));
+        let file = events_stream_config(&ProvisionOptions::default()).unwrap();
+        assert_eq!(
+            stream::Config {
+                duplicate_window: file.duplicate_window,
+                ..events
+            },
+            file,
+            "nothing else changes"
+        );
+        let dlq = dlq_stream_config(&ProvisionOptions::default()).unwrap();
+        assert_eq!(dlq_stream_config(&opts).unwrap(), dlq);
+    }
+
+    #[test]
+    fn the_provisioning_flags_map_to_options() {
+        let cli = parse(&[]).unwrap();
+        assert!(cli.provision.provision());
+        let opts = cli.provision.options();
+        assert_eq!(
+            (opts.events_max_bytes, opts.replicas, opts.duplicate_window),
+            (None, None, None)
+        );
+        let cli = parse(&[
+            "--no-provision",
+            "--stream-max-bytes=1048576",
+            "--stream-replicas=3",
+            "--stream-duplicate-window=90s",
+        ])
+        .unwrap();
+        assert!(!cli.provision.provision());
+        let opts = cli.provision.options();
+        assert_eq!(
+            (opts.events_max_bytes, opts.replicas, opts.duplicate_window),
+            (Some(1 << 20), Some(3), Some(Duration::from_secs(90)))
+        );
+        let env = <TestCli as clap::CommandFactory>::command()
+            .get_arguments()
+            .filter_map(|a| a.get_env().map(|e| e.to_string_lossy().into_owned()))
+            .collect::<Vec<_>>();
+        assert_eq!(
+            env,
+            [
+                "NETQOE_NATS_TEST_NO_PROVISION",
+                "NETQOE_NATS_TEST_STREAM_MAX_BYTES",
+                "NETQOE_NATS_TEST_STREAM_REPLICAS",
+                "NETQOE_NATS_TEST_STREAM_DUPLICATE_WINDOW",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_zero_duplicate_window_is_refused_naming_the_flag() {
+        for zero in ["0s", "0ms", "0"] {
+            let error = parse(&["--stream-duplicate-window", zero])
+                .unwrap_err()
+                .to_string();
+            assert!(
+                error.contains("--stream-duplicate-window") && error.contains("more than zero"),
+                "{zero}: {error}"
+            );
+        }
+        let error = parse(&["--stream-duplicate-window", "soon"])
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("--stream-duplicate-window"), "{error}");
     }
 
     #[test]
@@ -469,8 +568,8 @@ mod tests {
         ];
         for (existing, flag, want) in cases {
             let wanted = events_stream_config(&ProvisionOptions {
-                events_max_bytes: None,
                 replicas: flag,
+                ..Default::default()
             })
             .unwrap();
             assert_eq!(
@@ -483,7 +582,7 @@ mod tests {
         // another change to a 3-replica stream, without the flag, keeps its 3 replicas
         let smaller = events_stream_config(&ProvisionOptions {
             events_max_bytes: Some(1 << 20),
-            replicas: None,
+            ..Default::default()
         })
         .unwrap();
         match plan_stream(Some(&r3), smaller, None) {

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use async_nats::jetstream;
 use futures::stream::{FuturesUnordered, StreamExt};
 use netqoe_aggregator::window::{group, summarise, WindowKey, WindowState};
-use netqoe_aggregator::RunSettings;
+use netqoe_aggregator::Settings;
 use netqoe_model::{Event, Timings};
 use netqoe_test_support::{NatsServer, PgServer};
 use rand::{Rng, SeedableRng};
@@ -47,8 +47,8 @@ impl Stack {
         }
     }
 
-    pub fn settings(&self) -> RunSettings {
-        let mut s = RunSettings::new(&self.nats.url());
+    pub fn settings(&self) -> Settings {
+        let mut s = Settings::new(&self.nats.url());
         s.fetch_wait = Duration::from_millis(100);
         s.max_backoff = Duration::from_millis(500);
         s
@@ -63,7 +63,7 @@ impl Stack {
     }
 
     /// Runs the aggregator in-process on a lazy pool of its own.
-    pub fn spawn(&self, settings: RunSettings) -> Running {
+    pub fn spawn(&self, settings: Settings) -> Running {
         let pool = netqoe_db::lazy_pool(&self.db_url, &Default::default()).expect("pool");
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(netqoe_aggregator::run(

@@ -98,6 +98,7 @@ async fn a_three_replica_stream_stays_at_three_unless_replicas_are_given() -> an
     let three = ProvisionOptions {
         events_max_bytes: None,
         replicas: Some(3),
+        ..Default::default()
     };
     // the cluster elects its JetStream meta leader a few seconds after start
     let start = Instant::now();
@@ -125,6 +126,7 @@ async fn a_three_replica_stream_stays_at_three_unless_replicas_are_given() -> an
     let smaller = ProvisionOptions {
         events_max_bytes: Some(64 << 20),
         replicas: None,
+        ..Default::default()
     };
     provision(&js, Scope::Events, &smaller).await?;
     assert_eq!(replicas(&js, EVENTS_STREAM).await?, (3, 64 << 20));
@@ -133,6 +135,7 @@ async fn a_three_replica_stream_stays_at_three_unless_replicas_are_given() -> an
     let one = ProvisionOptions {
         events_max_bytes: Some(64 << 20),
         replicas: Some(1),
+        ..Default::default()
     };
     provision(&js, Scope::Events, &one).await?;
     assert_eq!(replicas(&js, EVENTS_STREAM).await?.0, 1);

@@ -59,6 +59,7 @@ async fn a_changed_size_limit_is_applied_on_the_next_start() -> anyhow::Result<(
     let smaller = ProvisionOptions {
         events_max_bytes: Some(64 << 20),
         replicas: None,
+        ..Default::default()
     };
     provision(&js, Scope::Events, &smaller).await?;
     let info = js
@@ -73,6 +74,33 @@ async fn a_changed_size_limit_is_applied_on_the_next_start() -> anyhow::Result<(
         js.get_stream(DLQ_STREAM).await.is_err(),
         "ingest scope must not create the DLQ"
     );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_changed_duplicate_window_is_applied_and_read_back() -> anyhow::Result<()> {
+    let nats = NatsServer::start()?;
+    let js = jetstream::new(netqoe_nats::connect(&nats.url(), "netqoe-test", true).await?);
+    provision(&js, Scope::Events, &ProvisionOptions::default()).await?;
+    let longer = ProvisionOptions {
+        duplicate_window: Some(Duration::from_secs(600)),
+        ..Default::default()
+    };
+    provision(&js, Scope::Events, &longer).await?;
+    let stored = |js: jetstream::Context| async move {
+        anyhow::Ok(
+            js.get_stream(EVENTS_STREAM)
+                .await?
+                .info()
+                .await?
+                .config
+                .duplicate_window,
+        )
+    };
+    assert_eq!(stored(js.clone()).await?, Duration::from_secs(600));
+    // without the option the file's window comes back
+    provision(&js, Scope::Events, &ProvisionOptions::default()).await?;
+    assert_eq!(stored(js.clone()).await?, Duration::from_secs(120));
     Ok(())
 }
 
@@ -114,11 +142,13 @@ async fn replicas_left_unset_keep_the_stream_s_replicas_while_other_changes_appl
     let explicit = ProvisionOptions {
         events_max_bytes: None,
         replicas: Some(1),
+        ..Default::default()
     };
     provision(&js, Scope::All, &explicit).await?;
     let unset = ProvisionOptions {
         events_max_bytes: Some(32 << 20),
         replicas: None,
+        ..Default::default()
     };
     provision(&js, Scope::All, &unset).await?;
     provision(&js, Scope::All, &unset).await?;
