@@ -6,6 +6,7 @@
 //! `engine`); `store` holds every SQL statement; `run` drives one pass or a loop.
 
 pub mod baseline;
+pub mod command;
 pub mod config;
 pub mod engine;
 pub mod evaluate;

@@ -31,6 +31,7 @@ pub mod validate;
 use std::time::Duration;
 
 use anyhow::Context;
+pub use netqoe_common::exit::Failure;
 use netqoe_common::metrics_http::PrometheusHandle;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -39,28 +40,26 @@ pub use auth::Tokens;
 pub use config::{AuthSource, Cli, Settings};
 use state::{AppState, Auth};
 
-/// Why [`run`] stopped with an error, and the exit code that says so.
-#[derive(Debug, thiserror::Error)]
-pub enum RunError {
-    /// The tokens file or limits cannot be used (exit 3).
-    #[error("{0:#}")]
-    Config(anyhow::Error),
-    /// NATS could not be set up (exit 4).
-    #[error("{0:#}")]
-    Unavailable(anyhow::Error),
-    /// Failed while serving (exit 1).
-    #[error("{0:#}")]
-    Failed(anyhow::Error),
-}
-
-impl RunError {
-    pub fn exit_code(&self) -> u8 {
-        match self {
-            RunError::Config(_) => netqoe_common::exit::CONFIG,
-            RunError::Unavailable(_) => netqoe_common::exit::UNAVAILABLE,
-            RunError::Failed(_) => netqoe_common::exit::FAILURE,
-        }
-    }
+/// Runs ingest as the command line says: validates the settings, installs the metrics
+/// recorder, binds both addresses and serves until SIGTERM.
+pub async fn start(cli: Cli) -> Result<(), Failure> {
+    let settings = Settings::from_cli(&cli).map_err(Failure::config)?;
+    let handle = netqoe_common::metrics_http::install_recorder().map_err(Failure::Failed)?;
+    let bind = |addr: std::net::SocketAddr, what: &'static str| async move {
+        TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot bind the {what} address {addr}"))
+            .map_err(Failure::Unavailable)
+    };
+    let api = bind(cli.listen, "API").await?;
+    let metrics = bind(cli.metrics_listen, "metrics").await?;
+    run(
+        settings,
+        api,
+        Some((metrics, handle)),
+        netqoe_common::shutdown_token(),
+    )
+    .await
 }
 
 /// Runs ingest on `api` (and `/metrics`, `/healthz`, `/readyz` on `metrics_listener` when
@@ -70,10 +69,10 @@ pub async fn run(
     api: TcpListener,
     metrics_listener: Option<(TcpListener, PrometheusHandle)>,
     shutdown: CancellationToken,
-) -> Result<(), RunError> {
+) -> Result<(), Failure> {
     let auth = Auth::load(&settings)
         .context("failed to load tokens")
-        .map_err(RunError::Config)?;
+        .map_err(Failure::Config)?;
     if let Some(tokens) = &auth.tokens {
         tracing::info!(tokens = tokens.len(), "tokens loaded");
     } else {
@@ -82,7 +81,7 @@ pub async fn run(
     let client = netqoe_nats::connect(&settings.nats_url, "netqoe-ingest", false)
         .await
         .context("failed to set up the NATS client")
-        .map_err(RunError::Unavailable)?;
+        .map_err(Failure::Unavailable)?;
     let publisher = publish::Publisher::new(
         client,
         settings.ack_timeout,
@@ -108,7 +107,7 @@ pub async fn run(
         });
     }
 
-    let addr = api.local_addr().map_err(|e| RunError::Failed(e.into()))?;
+    let addr = api.local_addr().map_err(|e| Failure::Failed(e.into()))?;
     tracing::info!(%addr, "serving the events API");
     server::serve(
         api,

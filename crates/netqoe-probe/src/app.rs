@@ -3,33 +3,9 @@
 
 use std::path::Path;
 
-use netqoe_common::exit;
+pub use netqoe_common::exit::Failure;
 
 use crate::config::{self, Cli, Config};
-
-/// Why the probe stopped with an error, and the exit code that says so.
-#[derive(Debug, thiserror::Error)]
-pub enum Failure {
-    /// Configuration that parses but cannot be used (exit 3).
-    #[error("invalid configuration: {0}")]
-    Config(String),
-    /// The metrics listener could not be bound (exit 4).
-    #[error("cannot listen for metrics: {0:#}")]
-    Unavailable(anyhow::Error),
-    /// Failed while running (exit 1).
-    #[error("probe failed: {0:#}")]
-    Run(anyhow::Error),
-}
-
-impl Failure {
-    pub fn exit_code(&self) -> u8 {
-        match self {
-            Failure::Config(_) => exit::CONFIG,
-            Failure::Unavailable(_) => exit::UNAVAILABLE,
-            Failure::Run(_) => exit::FAILURE,
-        }
-    }
-}
 
 /// Reads the configuration file, `--ca-file` taking the place of its `ingest_ca_file`.
 fn load(cli: &Cli, path: &Path) -> Result<Config, String> {
@@ -44,9 +20,9 @@ fn load(cli: &Cli, path: &Path) -> Result<Config, String> {
 pub fn main(cli: Cli) -> Result<(), Failure> {
     if let Some(path) = &cli.ca_file {
         config::check_ingest_ca_file(path)
-            .map_err(|e| Failure::Config(format!("--ca-file: {e}")))?;
+            .map_err(|e| Failure::config(format!("--ca-file: {e}")))?;
     }
-    let config = load(&cli, &cli.config).map_err(Failure::Config)?;
+    let config = load(&cli, &cli.config).map_err(Failure::config)?;
     let (flag, configured) = (cli.client_id.as_deref(), config.client_id.as_deref());
     let client_id = if cli.once {
         // --once writes no state: the configured id, else the saved one, else one for this run
@@ -59,22 +35,22 @@ pub fn main(cli: Cli) -> Result<(), Failure> {
         crate::client_id::resolve(flag, configured, &cli.state_dir)
     }
     .map_err(|e| {
-        Failure::Config(format!(
+        Failure::config(format!(
             "cannot resolve client_id in {}: {e}",
             cli.state_dir.display()
         ))
     })?;
-    crate::client_id::check(&client_id).map_err(|e| Failure::Config(format!("client_id: {e}")))?;
+    crate::client_id::check(&client_id).map_err(|e| Failure::config(format!("client_id: {e}")))?;
     if !cli.once && (config.ingest_url.is_none() || config.token.is_none()) {
-        return Err(Failure::Config(
-            "keys `ingest_url` and `token` (or `token_file`) are required unless --once".into(),
+        return Err(Failure::config(
+            "keys `ingest_url` and `token` (or `token_file`) are required unless --once",
         ));
     }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
-        .map_err(|e| Failure::Run(e.into()))?;
+        .map_err(|e| Failure::Failed(e.into()))?;
     if cli.once {
         for ev in rt.block_on(crate::measure_once(&config, &client_id)) {
             println!("{}", serde_json::to_string(&ev).expect("event serialises"));
@@ -98,7 +74,7 @@ async fn serve(cli: &Cli, mut cfg: Config, client_id: String) -> Result<(), Fail
             .map_err(Failure::Unavailable)?;
     }
     let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-        .map_err(|e| Failure::Run(e.into()))?;
+        .map_err(|e| Failure::Failed(e.into()))?;
     loop {
         let round = shutdown.child_token();
         let run = crate::run(
@@ -121,7 +97,7 @@ async fn serve(cli: &Cli, mut cfg: Config, client_id: String) -> Result<(), Fail
                 }
             }
             r = &mut task => {
-                return r.map_err(|e| Failure::Run(e.into()))?.map_err(Failure::Run);
+                return r.map_err(|e| Failure::Failed(e.into()))?.map_err(Failure::Failed);
             }
         }
     }

@@ -4,17 +4,10 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use netqoe_common::exit;
 use netqoe_probe::config::Cli;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     netqoe_common::logging::init(cli.log.log_format);
-    match netqoe_probe::app::main(cli) {
-        Ok(()) => ExitCode::from(exit::OK),
-        Err(failure) => {
-            tracing::error!(error = %failure, "netqoe-probe stopped");
-            ExitCode::from(failure.exit_code())
-        }
-    }
+    netqoe_common::exit::exit_with("netqoe-probe", netqoe_probe::app::main(cli))
 }

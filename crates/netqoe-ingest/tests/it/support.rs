@@ -34,7 +34,7 @@ pub struct Ingest {
     pub http: reqwest::Client,
     pub js: jetstream::Context,
     shutdown: CancellationToken,
-    task: Option<tokio::task::JoinHandle<Result<(), netqoe_ingest::RunError>>>,
+    task: Option<tokio::task::JoinHandle<Result<(), netqoe_ingest::Failure>>>,
 }
 
 impl Ingest {

@@ -20,7 +20,7 @@ struct Ingest {
     nats_url: String,
     addr: SocketAddr,
     stop: CancellationToken,
-    task: Option<JoinHandle<Result<(), netqoe_ingest::RunError>>>,
+    task: Option<JoinHandle<Result<(), netqoe_ingest::Failure>>>,
 }
 
 impl Ingest {

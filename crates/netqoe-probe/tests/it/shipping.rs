@@ -23,7 +23,7 @@ fn event(client: &str) -> Vec<u8> {
 struct Ingest {
     url: String,
     stop: CancellationToken,
-    task: tokio::task::JoinHandle<Result<(), netqoe_ingest::RunError>>,
+    task: tokio::task::JoinHandle<Result<(), netqoe_ingest::Failure>>,
 }
 
 async fn ingest(nats_url: &str, tokens: &str, max_batch: Option<usize>) -> Ingest {
