@@ -48,11 +48,10 @@ pub async fn run(
         .ingest_url
         .clone()
         .ok_or_else(|| anyhow::anyhow!("key `ingest_url` is required unless --once"))?;
-    let token = config
-        .token
-        .as_ref()
-        .map(|t| t.0.clone())
-        .ok_or_else(|| anyhow::anyhow!("key `token` or `token_file` is required unless --once"))?;
+    let token =
+        config.token.as_ref().map(|t| t.0.clone()).ok_or_else(|| {
+            anyhow::anyhow!("key `token` or `token_file` is required unless --once")
+        })?;
     if ship::is_plain_http_off_host(&url) {
         tracing::warn!(
             ingest_url = %url,
