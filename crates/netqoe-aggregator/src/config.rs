@@ -40,7 +40,7 @@ netqoe_nats::provision_args! {
     about = "Consumes QOE_EVENTS and merges events exactly once into one-minute windows in Postgres",
     long_about = "Without a subcommand, runs the consumer (same as `run`). Each fetched batch is \
 merged in one Postgres transaction and acknowledged only after it commits; undecodable or \
-invalid messages go to QOE_DLQ. Exit codes: 0 ok, 1 failure, 2 usage, 4 dependency unavailable."
+invalid messages go to QOE_DLQ. Exit codes: 0 ok, 1 failure, 2 usage, 3 configuration, 4 dependency or address unavailable."
 )]
 pub struct Cli {
     #[command(flatten)]
