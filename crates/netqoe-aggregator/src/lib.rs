@@ -74,12 +74,7 @@ pub async fn run(
                     }
                 }),
             );
-        let stop = background.clone();
-        tokio::spawn(async move {
-            if let Err(error) = netqoe_common::metrics_http::serve(listener, router, stop).await {
-                tracing::error!(error = %error, "metrics listener failed");
-            }
-        });
+        netqoe_common::metrics_http::spawn(listener, router, background.clone())?;
     }
 
     if settings.provision {

@@ -67,6 +67,16 @@ pub async fn spawn_listener(
     let listener = TcpListener::bind(addr)
         .await
         .with_context(|| format!("failed to bind metrics listener {addr}"))?;
+    spawn(listener, app, shutdown)
+}
+
+/// Serves `app` on the bound `listener` in the background until `shutdown` fires; a failure
+/// while serving is logged. Returns the listener's address.
+pub fn spawn(
+    listener: TcpListener,
+    app: Router,
+    shutdown: CancellationToken,
+) -> anyhow::Result<SocketAddr> {
     let bound = listener.local_addr()?;
     tracing::info!(addr = %bound, "serving metrics");
     tokio::spawn(async move {

@@ -99,12 +99,8 @@ pub async fn run(
     if let Some((listener, handle)) = metrics_listener {
         let router = netqoe_common::metrics_http::router(handle)
             .merge(app::health_routes().with_state(state.clone()));
-        let stop = background.clone();
-        tokio::spawn(async move {
-            if let Err(error) = netqoe_common::metrics_http::serve(listener, router, stop).await {
-                tracing::error!(error = %error, "metrics listener failed");
-            }
-        });
+        netqoe_common::metrics_http::spawn(listener, router, background.clone())
+            .map_err(Failure::Failed)?;
     }
 
     let addr = api.local_addr().map_err(|e| Failure::Failed(e.into()))?;
