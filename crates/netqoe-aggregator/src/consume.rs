@@ -47,10 +47,10 @@ pub(crate) async fn answer<'a>(
     metrics::counter!(m::NATS_ERRORS).increment(failed);
 }
 
-/// Exponential backoff capped at `max`.
+/// The pause before retry `attempt` while NATS or Postgres is unavailable: from 100 ms,
+/// doubling, at most `max` (`--max-backoff`).
 pub fn backoff(attempt: u32, max: Duration) -> Duration {
-    let base = Duration::from_millis(100).saturating_mul(1 << attempt.min(10));
-    base.min(max)
+    netqoe_common::Backoff::new(Duration::from_millis(100), max).delay(attempt)
 }
 
 /// Decoded events of fetched messages with the ack subjects of their deliveries, in the same

@@ -7,10 +7,12 @@
 
 pub mod alloc;
 pub mod args;
+pub mod backoff;
 pub mod exit;
 pub mod logging;
 pub mod metrics_http;
 pub mod shutdown;
 
 pub use args::{DbArgs, LogArgs, LogFormat, NatsArgs};
+pub use backoff::Backoff;
 pub use shutdown::shutdown_token;

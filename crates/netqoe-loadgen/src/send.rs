@@ -190,7 +190,7 @@ fn gzip(body: &[u8]) -> Bytes {
 
 /// Backoff before attempt `attempt` (1-based) of a 503 or transport error.
 fn backoff(attempt: u32) -> Duration {
-    Duration::from_millis((200u64 << attempt.min(5)).min(5000))
+    netqoe_common::Backoff::new(Duration::from_millis(200), Duration::from_secs(5)).delay(attempt)
 }
 
 fn retry_after(resp: &reqwest::Response) -> Option<Duration> {

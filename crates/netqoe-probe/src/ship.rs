@@ -10,8 +10,8 @@ use crate::spool::Spool;
 
 /// Exponential backoff capped at 60 s with ±20 % jitter; `Retry-After` wins when longer.
 pub fn backoff(attempt: u32, retry_after: Option<Duration>, jitter: f64) -> Duration {
-    let base = Duration::from_millis(500).saturating_mul(1u32 << attempt.min(7));
-    let base = base.min(Duration::from_secs(60));
+    let base = netqoe_common::Backoff::new(Duration::from_millis(500), Duration::from_secs(60))
+        .delay(attempt);
     let jittered = base.mul_f64(1.0 + (jitter.clamp(0.0, 1.0) - 0.5) * 0.4);
     match retry_after {
         Some(r) if r > jittered => r,
