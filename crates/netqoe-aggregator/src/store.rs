@@ -380,9 +380,8 @@ pub async fn prune_seen(
     older_than: DateTime<Utc>,
     batch: i64,
 ) -> Result<u64, sqlx::Error> {
-    let mut total = 0;
-    loop {
-        let n = sqlx::query(
+    delete_in_batches(batch, || {
+        sqlx::query(
             "DELETE FROM events_seen WHERE event_id IN \
              (SELECT event_id FROM events_seen WHERE seen_at < $1 AND ts_ms < $3 LIMIT $2)",
         )
@@ -390,13 +389,8 @@ pub async fn prune_seen(
         .bind(batch)
         .bind(older_than.timestamp_millis())
         .execute(pool)
-        .await?
-        .rows_affected();
-        total += n;
-        if n < batch as u64 {
-            return Ok(total);
-        }
-    }
+    })
+    .await
 }
 
 /// Deletes `agg_1m` windows that started before `older_than`, in batches.
@@ -405,17 +399,28 @@ pub async fn prune_windows(
     older_than: DateTime<Utc>,
     batch: i64,
 ) -> Result<u64, sqlx::Error> {
-    let mut total = 0;
-    loop {
-        let n = sqlx::query(
+    delete_in_batches(batch, || {
+        sqlx::query(
             "DELETE FROM agg_1m WHERE ctid IN \
              (SELECT ctid FROM agg_1m WHERE window_start_ts < $1 LIMIT $2)",
         )
         .bind(older_than)
         .bind(batch)
         .execute(pool)
-        .await?
-        .rows_affected();
+    })
+    .await
+}
+
+/// Runs `delete` (a statement removing at most `batch` rows) until it removes fewer, so no
+/// statement holds its locks for long; returns the rows removed.
+async fn delete_in_batches<F, Fut>(batch: i64, mut delete: F) -> Result<u64, sqlx::Error>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<sqlx::postgres::PgQueryResult, sqlx::Error>>,
+{
+    let mut total = 0;
+    loop {
+        let n = delete().await?.rows_affected();
         total += n;
         if n < batch as u64 {
             return Ok(total);
