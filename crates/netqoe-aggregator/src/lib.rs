@@ -9,7 +9,8 @@ mod inflight;
 pub mod metrics;
 pub mod quarantine;
 pub mod store;
-pub mod window;
+/// The window state and its codec, from the pure crate `netqoe-window`.
+pub use netqoe_window as window;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
