@@ -80,6 +80,7 @@ pub fn describe() {
         NATS_ERRORS,
         REDELIVERED,
         KEPT_ALIVE,
+        DLQ_PUSHED_OUT,
     ] {
         metrics::counter!(name).increment(0);
     }
