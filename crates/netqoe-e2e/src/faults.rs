@@ -267,14 +267,11 @@ impl Row {
     /// Prints the row and writes it to `target/reliability/<key>.json`.
     pub fn record(&self, key: &str) -> Result<()> {
         report(&format!("reliability: {}", self.markdown()));
-        let dir = reliability_dir()?;
-        std::fs::create_dir_all(&dir)?;
         let json = serde_json::json!({
             "fault": self.fault, "happened": self.happened, "acknowledged": self.acknowledged,
             "counted": self.counted, "lost": self.lost, "doubled": self.doubled,
         });
-        std::fs::write(dir.join(format!("{key}.json")), format!("{json}\n"))?;
-        Ok(())
+        record_json(&reliability_dir()?, key, &json)
     }
 
     fn markdown(&self) -> String {
@@ -331,6 +328,17 @@ pub fn table() -> Result<String> {
         out.push('\n');
     }
     Ok(out)
+}
+
+/// Writes `json` to `<dir>/<key>.json`, creating `dir`.
+pub(crate) fn record_json(
+    dir: &std::path::Path,
+    key: &str,
+    json: &serde_json::Value,
+) -> Result<()> {
+    std::fs::create_dir_all(dir)?;
+    std::fs::write(dir.join(format!("{key}.json")), format!("{json}\n"))?;
+    Ok(())
 }
 
 /// The JSON files of `dir` with their contents, ordered by name (`suite` names the tests

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 
-use super::{recorded, reliability_dir};
+use super::{record_json, recorded, reliability_dir};
 use crate::report;
 
 /// One row of the security table.
@@ -28,13 +28,10 @@ impl Check {
     /// Prints the row and writes it to `target/reliability/security/<key>.json`.
     pub fn record(&self, key: &str) -> Result<()> {
         report(&format!("security: {}", self.markdown()));
-        let dir = security_dir()?;
-        std::fs::create_dir_all(&dir)?;
         let json = serde_json::json!({
             "check": self.check, "tried": self.tried, "outcome": self.outcome,
         });
-        std::fs::write(dir.join(format!("{key}.json")), format!("{json}\n"))?;
-        Ok(())
+        record_json(&security_dir()?, key, &json)
     }
 
     fn markdown(&self) -> String {
