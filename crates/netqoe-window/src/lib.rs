@@ -5,6 +5,8 @@
 //! in any order, gives the state of all of them. That is what makes late events, redeliveries
 //! (after dedup) and several aggregator instances safe.
 //!
+//! The `agg_1m` row a window is written as is described once, in [`row`].
+//!
 //! Encoding of `agg_1m.sketch_state`: [`WindowState`] behind a one-byte format version,
 //! always 3: the compact format of [`compact`] (sparse bins, the sketches' shared
 //! configuration in one byte). Formats 1 and 2 were never written by a release. Empty bytes
@@ -16,6 +18,7 @@ use netqoe_model::{ErrorStage, Event, ProbeKind};
 use sketches_ddsketch::{Config, DDSketch};
 
 mod compact;
+pub mod row;
 
 /// Relative accuracy of every sketch. sketches-ddsketch's bins stray slightly past `alpha`,
 /// so 0.5 % keeps the error of reported percentiles under the 1 % promise.
@@ -119,7 +122,7 @@ pub struct Summary {
 }
 
 /// Which percentiles of a sketch to compute: each is a scan of its bins.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Wanted {
     pub p05: bool,
     pub p50: bool,
@@ -128,6 +131,12 @@ pub struct Wanted {
 }
 
 impl Wanted {
+    pub const NONE: Wanted = Wanted {
+        p05: false,
+        p50: false,
+        p95: false,
+        p99: false,
+    };
     pub const ALL: Wanted = Wanted {
         p05: true,
         p50: true,

@@ -1,234 +1,31 @@
-//! The columns of `agg_1m` a write sets, each described once (name, SQL type, how its value
-//! comes from the row's key or merged window), and what is made from that list: the upsert
-//! statement, the join on the key columns, and the values a batch of rows binds.
+//! The SQL of `agg_1m` writes made from the one column description
+//! ([`crate::window::row`]): the upsert statement, the join on the key columns, and binding
+//! a batch of rows' values with sqlx.
 
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
 use chrono::{DateTime, Utc};
-use netqoe_model::{ErrorStage, ProbeKind};
-use sketches_ddsketch::DDSketch;
+use netqoe_model::ProbeKind;
 use sqlx::postgres::{PgArguments, PgRow};
 use sqlx::{Postgres, Row as _};
 
 use super::rows::{new_row_version, Row};
 use super::ts;
-use crate::window::{summarise_some, Summary, Wanted, WindowKey, WindowState, TIMINGS};
+use crate::window::row::{self, key_columns, Column, KeyPart, Value, Values};
+use crate::window::{WindowKey, WindowState};
 
 pub(super) type Query<'q> = sqlx::query::Query<'q, Postgres, PgArguments>;
 
-/// One column a write sets.
-struct Column {
-    name: String,
-    /// The array type its values are bound as.
-    cast: &'static str,
-    value: Value,
-}
-
-/// Where a column's value comes from.
-#[derive(Clone, Copy)]
-enum Value {
-    /// A part of the row's key: the conflict target, and what other statements join on.
-    Key(KeyPart),
-    /// A counter of the window.
-    Counter(fn(&WindowState) -> u64),
-    /// The window's errors of one stage.
-    Errors(ErrorStage),
-    /// The number of samples in one of the window's sketches.
-    Samples(Metric),
-    /// A statistic of one of the window's sketches (NULL when it holds no samples).
-    Stat(Metric, Stat),
-    /// The encoded window state (`sketch_state`).
-    State,
-    /// The newest receive time merged in.
-    LastRecv,
-    /// The version the write gives the row, which the conflict action guards on.
-    Version,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum KeyPart {
-    Client,
-    Target,
-    Kind,
-    IpVersion,
-    Window,
-}
-
-/// A sketch of the window whose statistics are columns named `<metric>_<stat>`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Metric {
-    /// The timing of [`TIMINGS`] at this index.
-    Timing(usize),
-    Throughput,
-    Jitter,
-}
-
-impl Metric {
-    fn name(self) -> &'static str {
-        match self {
-            Metric::Timing(i) => TIMINGS[i],
-            Metric::Throughput => "throughput",
-            Metric::Jitter => "jitter",
-        }
-    }
-
-    fn sketch(self, w: &WindowState) -> &DDSketch {
-        match self {
-            Metric::Timing(i) => &w.timings[i],
-            Metric::Throughput => &w.throughput,
-            Metric::Jitter => &w.jitter,
-        }
-    }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Stat {
-    P05,
-    P50,
-    P95,
-    P99,
-    Min,
-    Max,
-}
-
-impl Stat {
-    fn name(self) -> &'static str {
-        match self {
-            Stat::P05 => "p05",
-            Stat::P50 => "p50",
-            Stat::P95 => "p95",
-            Stat::P99 => "p99",
-            Stat::Min => "min",
-            Stat::Max => "max",
-        }
-    }
-
-    fn of(self, s: &Summary) -> Option<f64> {
-        match self {
-            Stat::P05 => s.p05,
-            Stat::P50 => s.p50,
-            Stat::P95 => s.p95,
-            Stat::P99 => s.p99,
-            Stat::Min => s.min,
-            Stat::Max => s.max,
-        }
-    }
-}
-
-/// The columns in bind order (the key first), and the metrics among them with the
-/// percentiles their columns need (each percentile is a scan of the sketch's bins).
-struct Table {
-    columns: Vec<Column>,
-    metrics: Vec<(Metric, Wanted)>,
-}
-
-/// The one description of what a write sets: adding a column is adding a line here.
-fn table() -> &'static Table {
-    static TABLE: OnceLock<Table> = OnceLock::new();
-    TABLE.get_or_init(|| {
-        let mut columns = Vec::new();
-        let mut add = |name: &str, cast: &'static str, value: Value| {
-            columns.push(Column {
-                name: name.to_string(),
-                cast,
-                value,
-            });
-        };
-        add("client_id", "text[]", Value::Key(KeyPart::Client));
-        add("target", "text[]", Value::Key(KeyPart::Target));
-        add("probe_kind", "text[]", Value::Key(KeyPart::Kind));
-        add("ip_version", "smallint[]", Value::Key(KeyPart::IpVersion));
-        add(
-            "window_start_ts",
-            "timestamptz[]",
-            Value::Key(KeyPart::Window),
-        );
-        add("count_total", "bigint[]", Value::Counter(|w| w.count_total));
-        add(
-            "count_success",
-            "bigint[]",
-            Value::Counter(|w| w.count_success),
-        );
-        add(
-            "count_error",
-            "bigint[]",
-            Value::Counter(WindowState::count_error),
-        );
-        for stage in ErrorStage::ALL {
-            let name = format!("{}_error_count", stage.as_str());
-            add(&name, "bigint[]", Value::Errors(stage));
-        }
-        let mut metric = |m: Metric, stats: &[Stat]| {
-            add(
-                &format!("{}_count", m.name()),
-                "bigint[]",
-                Value::Samples(m),
-            );
-            for &s in stats {
-                let name = format!("{}_{}", m.name(), s.name());
-                add(&name, "float8[]", Value::Stat(m, s));
-            }
-        };
-        use Stat::*;
-        for i in 0..TIMINGS.len() {
-            metric(Metric::Timing(i), &[P50, P95, P99, Min, Max]);
-        }
-        metric(Metric::Throughput, &[P05, P50, P95]);
-        add("ping_sent", "bigint[]", Value::Counter(|w| w.ping_sent));
-        add(
-            "ping_received",
-            "bigint[]",
-            Value::Counter(|w| w.ping_received),
-        );
-        add("jitter_count", "bigint[]", Value::Samples(Metric::Jitter));
-        add("jitter_p50", "float8[]", Value::Stat(Metric::Jitter, P50));
-        add("sketch_state", "bytea[]", Value::State);
-        add("last_recv_ts", "timestamptz[]", Value::LastRecv);
-        add("version", "bigint[]", Value::Version);
-
-        let mut metrics: Vec<(Metric, Wanted)> = Vec::new();
-        for c in &columns {
-            let (m, stat) = match c.value {
-                Value::Samples(m) => (m, None),
-                Value::Stat(m, s) => (m, Some(s)),
-                _ => continue,
-            };
-            let i = match metrics.iter().position(|(x, _)| *x == m) {
-                Some(i) => i,
-                None => {
-                    let none = Wanted {
-                        p05: false,
-                        p50: false,
-                        p95: false,
-                        p99: false,
-                    };
-                    metrics.push((m, none));
-                    metrics.len() - 1
-                }
-            };
-            let wanted = &mut metrics[i].1;
-            match stat {
-                Some(P05) => wanted.p05 = true,
-                Some(P50) => wanted.p50 = true,
-                Some(P95) => wanted.p95 = true,
-                Some(P99) => wanted.p99 = true,
-                Some(Min | Max) | None => {}
-            }
-        }
-        Table { columns, metrics }
-    })
-}
-
 /// `(column, array cast)` of every column a write sets, in bind order: the key first.
-pub fn columns() -> Vec<(String, &'static str)> {
-    let cols = &table().columns;
-    cols.iter().map(|c| (c.name.clone(), c.cast)).collect()
+pub fn columns() -> Vec<(String, String)> {
+    let cols = row::columns().iter();
+    cols.map(|c| (c.name.clone(), cast(c))).collect()
 }
 
-fn key_columns() -> impl Iterator<Item = &'static Column> {
-    let cols = &table().columns;
-    cols.iter().filter(|c| matches!(c.value, Value::Key(_)))
+/// The array type a column's values are bound as.
+fn cast(c: &Column) -> String {
+    format!("{}[]", c.sql_type)
 }
 
 /// The upsert of [`columns`] into `table` (of `agg_1m`'s shape), with `guard` as the
@@ -240,12 +37,12 @@ fn key_columns() -> impl Iterator<Item = &'static Column> {
 /// select list the rows stream straight into the insert (one `ProjectSet` node, the arrays in
 /// lockstep). For rows this wide that cut Postgres's CPU per event by about a tenth.
 pub fn upsert_statement(table_name: &str, guard: Option<&str>) -> String {
-    let cols = &table().columns;
+    let cols = row::columns();
     let names: Vec<&str> = cols.iter().map(|c| c.name.as_str()).collect();
     let values: Vec<String> = cols
         .iter()
         .enumerate()
-        .map(|(i, c)| format!("unnest(${}::{}) AS {}", i + 1, c.cast, c.name))
+        .map(|(i, c)| format!("unnest(${}::{}) AS {}", i + 1, cast(c), c.name))
         .collect();
     let key: Vec<&str> = key_columns().map(|c| c.name.as_str()).collect();
     let sets: Vec<String> = cols
@@ -273,7 +70,7 @@ pub fn upsert_statement(table_name: &str, guard: Option<&str>) -> String {
 pub(super) fn upsert_sql() -> &'static str {
     static SQL: OnceLock<String> = OnceLock::new();
     SQL.get_or_init(|| {
-        let new_version = table().columns.len() + 1;
+        let new_version = row::columns().len() + 1;
         upsert_statement(
             "agg_1m",
             Some(&format!(
@@ -289,7 +86,7 @@ pub(super) fn join_keys() -> &'static str {
     SQL.get_or_init(|| {
         let arrays: Vec<String> = key_columns()
             .enumerate()
-            .map(|(i, c)| format!("${}::{}", i + 1, c.cast))
+            .map(|(i, c)| format!("${}::{}", i + 1, cast(c)))
             .collect();
         let names: Vec<&str> = key_columns().map(|c| c.name.as_str()).collect();
         let on: Vec<String> = names.iter().map(|n| format!("a.{n} = u.{n}")).collect();
@@ -372,24 +169,12 @@ impl<'k> KeyArrays<'k> {
     }
 }
 
-/// One column's values for a batch of rows, in [`table`] order.
-enum Bound {
-    Key(KeyPart),
-    Int(Vec<i64>),
-    Float(Vec<Option<f64>>),
-    Time(Vec<Option<DateTime<Utc>>>),
-    /// [`Prepared::encoded`].
-    State,
-    /// [`Prepared::versions`].
-    Version,
-}
-
 /// Everything the upsert of a set of rows binds, computed without touching the database
 /// (percentiles, encoded states, versions), so it can be done while Postgres works on
 /// something else.
 pub(super) struct Prepared {
-    /// One entry per column.
-    values: Vec<Bound>,
+    /// One entry per column, in [`row::columns`] order.
+    values: Vec<Values>,
     pub(super) encoded: Vec<Vec<u8>>,
     pub(super) versions: Vec<i64>,
     /// The version of the rows taken to be new.
@@ -401,42 +186,7 @@ impl Prepared {
     pub(super) fn of(rows: &BTreeMap<WindowKey, Row>, now_us: i64) -> Prepared {
         let new_version = new_row_version(rows, now_us);
         let states: Vec<&WindowState> = rows.values().map(|r| &r.state).collect();
-        let table = table();
-        let summaries: Vec<(Metric, Vec<Summary>)> = table
-            .metrics
-            .iter()
-            .map(|&(m, wanted)| {
-                let sums = states.iter().map(|w| summarise_some(m.sketch(w), wanted));
-                (m, sums.collect())
-            })
-            .collect();
-        let summaries_of = |m: Metric| -> &[Summary] {
-            let found = summaries.iter().find(|(x, _)| *x == m);
-            found.map_or(&[], |(_, sums)| sums.as_slice())
-        };
-        let ints = |f: &dyn Fn(&WindowState) -> u64| {
-            Bound::Int(states.iter().map(|w| f(w) as i64).collect())
-        };
-        let values = table
-            .columns
-            .iter()
-            .map(|c| match c.value {
-                Value::Key(part) => Bound::Key(part),
-                Value::Counter(f) => ints(&f),
-                Value::Errors(stage) => ints(&|w| w.errors_of(stage)),
-                Value::Samples(m) => {
-                    Bound::Int(summaries_of(m).iter().map(|s| s.count as i64).collect())
-                }
-                Value::Stat(m, stat) => {
-                    Bound::Float(summaries_of(m).iter().map(|s| stat.of(s)).collect())
-                }
-                Value::State => Bound::State,
-                Value::LastRecv => {
-                    Bound::Time(states.iter().map(|w| w.last_recv_ms.map(ts)).collect())
-                }
-                Value::Version => Bound::Version,
-            })
-            .collect();
+        let values = row::values(&states);
         Prepared {
             values,
             encoded: states.iter().map(|w| w.encode()).collect(),
@@ -450,12 +200,12 @@ impl Prepared {
         let mut q = sqlx::query(upsert_sql());
         for values in &self.values {
             q = match values {
-                Bound::Key(part) => keys.bind(q, *part),
-                Bound::Int(v) => q.bind(v),
-                Bound::Float(v) => q.bind(v),
-                Bound::Time(v) => q.bind(v),
-                Bound::State => q.bind(&self.encoded),
-                Bound::Version => q.bind(&self.versions),
+                Values::Key(part) => keys.bind(q, *part),
+                Values::Int(v) => q.bind(v),
+                Values::Float(v) => q.bind(v),
+                Values::Time(v) => q.bind(v),
+                Values::State => q.bind(&self.encoded),
+                Values::Version => q.bind(&self.versions),
             };
         }
         q.bind(self.new_version)
@@ -493,18 +243,9 @@ mod tests {
     }
 
     #[test]
-    fn every_column_has_one_value_and_metrics_compute_only_their_percentiles() {
+    fn every_column_is_bound_once_and_the_key_join_follows_the_key_columns() {
         let rows: BTreeMap<WindowKey, Row> = BTreeMap::new();
         assert_eq!(Prepared::of(&rows, 1).values.len(), columns().len());
-        let wanted = |m| table().metrics.iter().find(|(x, _)| *x == m).unwrap().1;
-        let flags = |w: Wanted| (w.p05, w.p50, w.p95, w.p99);
-        for i in 0..TIMINGS.len() {
-            let timing = flags(wanted(Metric::Timing(i)));
-            assert_eq!(timing, flags(Wanted::TIMING));
-        }
-        assert_eq!(flags(wanted(Metric::Throughput)), flags(Wanted::THROUGHPUT));
-        assert_eq!(flags(wanted(Metric::Jitter)), flags(Wanted::MEDIAN));
-        assert_eq!(table().metrics.len(), TIMINGS.len() + 2);
         assert_eq!(
             join_keys(),
             "JOIN UNNEST($1::text[], $2::text[], $3::text[], $4::smallint[], \
