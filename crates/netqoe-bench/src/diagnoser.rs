@@ -13,7 +13,7 @@ use netqoe_test_support::PgServer;
 use sqlx::postgres::PgPoolCopyExt;
 use sqlx::PgPool;
 
-use crate::harness::{report, sample_event, Env};
+use crate::harness::{report, sample_event, sibling, Env};
 
 const MIN_MS: i64 = 60_000;
 /// Full run: 200 clients x 10 targets = 2 000 series, 500 minutes each.
@@ -216,18 +216,6 @@ async fn run_diagnoser(url: &str) -> anyhow::Result<RunStats> {
         })
     })
     .await?
-}
-
-/// A release binary next to this one.
-fn sibling(name: &str) -> anyhow::Result<std::path::PathBuf> {
-    let bin = std::env::current_exe()?.with_file_name(name);
-    if !bin.is_file() {
-        bail!(
-            "{} is missing: build it with `cargo build --release --workspace --bins` (make bench does)",
-            bin.display()
-        );
-    }
-    Ok(bin)
 }
 
 /// Postgres alone producing the rows of `[from_ms, until_ms)` a run reads, its expressions, in

@@ -181,3 +181,15 @@ pub fn peak_rss_mb(pid: u32) -> anyhow::Result<f64> {
         .parse()?;
     Ok(kb / 1024.0)
 }
+
+/// A release binary next to this one.
+pub fn sibling(name: &str) -> anyhow::Result<std::path::PathBuf> {
+    let bin = std::env::current_exe()?.with_file_name(name);
+    if !bin.is_file() {
+        anyhow::bail!(
+            "{} is missing: build it with `cargo build --release --workspace --bins` (make bench does)",
+            bin.display()
+        );
+    }
+    Ok(bin)
+}

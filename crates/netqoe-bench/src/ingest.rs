@@ -13,7 +13,7 @@ use axum::{http::StatusCode, routing::post, Router};
 use netqoe_loadgen::{run as load, LoadConfig};
 use netqoe_test_support::{free_port, NatsServer};
 
-use crate::harness::{report, Env};
+use crate::harness::{report, sibling, Env};
 
 const SINGLE_CONNECTIONS: usize = 64;
 const BATCHED_CONNECTIONS: usize = 8;
@@ -170,10 +170,7 @@ impl IngestProcess {
     }
 
     fn spawn(nats_url: &str) -> anyhow::Result<IngestProcess> {
-        let bin = std::env::current_exe()?.with_file_name("netqoe-ingest");
-        if !bin.is_file() {
-            bail!("{} is missing: build it with `cargo build --release -p netqoe-ingest` (make bench does)", bin.display());
-        }
+        let bin = sibling("netqoe-ingest")?;
         let (api, metrics) = (free_port(), free_port());
         let child = Command::new(&bin)
             .args([

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use netqoe_test_support::free_port;
 
-use crate::harness::{peak_rss_mb, report, Env};
+use crate::harness::{peak_rss_mb, report, sibling, Env};
 use crate::ingest::IngestProcess;
 
 const TARGETS: usize = 20;
@@ -109,18 +109,6 @@ fn probe_config(ingest: &str, dir: &Path, ca: &Path, http: u16, https: u16, dns:
         });
     }
     out
-}
-
-/// A release binary next to this one.
-fn sibling(name: &str) -> anyhow::Result<std::path::PathBuf> {
-    let bin = std::env::current_exe()?.with_file_name(name);
-    if !bin.is_file() {
-        bail!(
-            "{} is missing: build it with `cargo build --release --workspace --bins` (make bench does)",
-            bin.display()
-        );
-    }
-    Ok(bin)
 }
 
 async fn wait_for(ok: impl Fn() -> bool) -> anyhow::Result<()> {
