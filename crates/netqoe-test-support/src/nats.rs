@@ -3,14 +3,14 @@
 use std::fs::File;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use nix::sys::signal::Signal;
 use tempfile::TempDir;
 
-use crate::process::{find_binary, free_port, stop_child, wait_ready};
+use crate::process::{find_binary, free_port, stop_child, wait_ready, Running};
 
 /// A running nats-server with JetStream; stopped by pid when dropped.
 pub struct NatsServer {
@@ -24,7 +24,7 @@ pub struct NatsServer {
     log: PathBuf,
     /// Runs in a process group of its own (long-lived servers outside a test).
     own_group: bool,
-    child: Option<Child>,
+    process: Running,
 }
 
 impl NatsServer {
@@ -42,7 +42,7 @@ impl NatsServer {
             dir: dir.path().to_path_buf(),
             _temp: Some(dir),
             own_group: false,
-            child: None,
+            process: Running::new("nats-server"),
         };
         server.spawn()?;
         Ok(server)
@@ -62,7 +62,7 @@ impl NatsServer {
             dir: dir.to_path_buf(),
             log: log.to_path_buf(),
             own_group: true,
-            child: None,
+            process: Running::new("nats-server"),
         };
         server.spawn()?;
         Ok(server)
@@ -110,7 +110,7 @@ impl NatsServer {
             self.port,
             store.display()
         ));
-        self.child = Some(child);
+        self.process.started(child);
         Ok(())
     }
 
@@ -125,25 +125,17 @@ impl NatsServer {
 
     /// Process id while running.
     pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(Child::id)
+        self.process.pid()
     }
 
     /// Stops the server gracefully (SIGTERM by pid); its store is kept for [`Self::restart`].
     pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let pid = child.id();
-            stop_child(&mut child, Signal::SIGTERM, Duration::from_secs(10));
-            crate::announce(&format!("stopped nats-server pid {pid}"));
-        }
+        self.process.stop(Signal::SIGTERM, Duration::from_secs(10));
     }
 
     /// Kills the server (SIGKILL by pid), as a crash would.
     pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let pid = child.id();
-            stop_child(&mut child, Signal::SIGKILL, Duration::from_secs(1));
-            crate::announce(&format!("killed nats-server pid {pid}"));
-        }
+        self.process.stop(Signal::SIGKILL, Duration::from_secs(1));
     }
 
     /// Where its output goes.
@@ -154,10 +146,7 @@ impl NatsServer {
     /// Leaves the server running past this handle (nothing stops it on drop) and returns its
     /// process id; the caller stops it by pid.
     pub fn detach(mut self) -> Option<u32> {
-        let pid = self.pid();
-        // Dropping a `Child` neither kills nor waits for it.
-        self.child.take();
-        pid
+        self.process.detach()
     }
 
     /// Starts the server again on the same port with the same store.

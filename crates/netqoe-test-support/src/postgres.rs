@@ -6,7 +6,7 @@
 use std::fs::File;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
@@ -15,7 +15,7 @@ use nix::unistd::{Gid, Uid, User};
 use sqlx::{Connection, Executor};
 use tempfile::TempDir;
 
-use crate::process::{find_binary, free_port, log_tail, stop_child, wait_ready};
+use crate::process::{find_binary, free_port, log_tail, stop_child, wait_ready, Running};
 
 /// A running PostgreSQL server; stopped by pid when dropped.
 pub struct PgServer {
@@ -30,7 +30,7 @@ pub struct PgServer {
     /// Runs in a process group of its own (long-lived servers outside a test).
     own_group: bool,
     run_as: Option<(Uid, Gid)>,
-    child: Option<Child>,
+    process: Running,
 }
 
 /// Directory of the PostgreSQL server binaries: `NETQOE_PG_BINDIR`, else the newest
@@ -109,7 +109,7 @@ impl PgServer {
             _temp: Some(dir),
             own_group: false,
             run_as,
-            child: None,
+            process: Running::new("postgres"),
         };
         server.initdb()?;
         let mut server = server;
@@ -138,7 +138,7 @@ impl PgServer {
             log: log.to_path_buf(),
             own_group: true,
             run_as,
-            child: None,
+            process: Running::new("postgres"),
         };
         if !dir.join("data").join("PG_VERSION").is_file() {
             server.initdb()?;
@@ -248,7 +248,7 @@ impl PgServer {
             self.port,
             self.dir.join("data").display()
         ));
-        self.child = Some(child);
+        self.process.started(child);
         Ok(())
     }
 
@@ -263,7 +263,7 @@ impl PgServer {
 
     /// Process id of the postmaster while running.
     pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(Child::id)
+        self.process.pid()
     }
 
     /// Creates an empty database and returns its URL.
@@ -279,11 +279,7 @@ impl PgServer {
 
     /// Stops the server (fast shutdown, SIGINT by pid); the data is kept for [`Self::restart`].
     pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let pid = child.id();
-            stop_child(&mut child, Signal::SIGINT, Duration::from_secs(20));
-            crate::announce(&format!("stopped postgres pid {pid}"));
-        }
+        self.process.stop(Signal::SIGINT, Duration::from_secs(20));
     }
 
     /// Where the server's output goes.
@@ -294,10 +290,7 @@ impl PgServer {
     /// Leaves the server running past this handle (nothing stops it on drop) and returns the
     /// postmaster's process id; the caller stops it by pid (SIGINT for a fast shutdown).
     pub fn detach(mut self) -> Option<u32> {
-        let pid = self.pid();
-        // Dropping a `Child` neither kills nor waits for it.
-        self.child.take();
-        pid
+        self.process.detach()
     }
 
     /// Starts the server again on the same port with the same data.
@@ -309,11 +302,7 @@ impl PgServer {
 
 impl Drop for PgServer {
     fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            // Immediate shutdown: the data directory is thrown away anyway.
-            let pid = child.id();
-            stop_child(&mut child, Signal::SIGQUIT, Duration::from_secs(10));
-            crate::announce(&format!("stopped postgres pid {pid}"));
-        }
+        // Immediate shutdown: the data directory is thrown away anyway.
+        self.process.stop(Signal::SIGQUIT, Duration::from_secs(10));
     }
 }

@@ -3,7 +3,7 @@
 use std::io::{Read, Seek, SeekFrom};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::Child;
+use std::process::{Child, ExitStatus};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -103,6 +103,54 @@ pub(crate) fn stop_child(child: &mut Child, signal: Signal, grace: Duration) {
     }
     let _ = kill(pid, Signal::SIGKILL);
     let _ = child.wait();
+}
+
+/// The child process of a server or a service while it runs: stopped by pid (and announced),
+/// or detached to outlive its handle.
+pub(crate) struct Running {
+    name: String,
+    child: Option<Child>,
+}
+
+impl Running {
+    /// Nothing running yet under `name` (what the announcements call it).
+    pub(crate) fn new(name: &str) -> Running {
+        Running {
+            name: name.to_string(),
+            child: None,
+        }
+    }
+
+    pub(crate) fn started(&mut self, child: Child) {
+        self.child = Some(child);
+    }
+
+    pub(crate) fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    pub(crate) fn child_mut(&mut self) -> Option<&mut Child> {
+        self.child.as_mut()
+    }
+
+    /// Sends `signal` by pid and waits up to `grace` before SIGKILL; returns the exit status.
+    pub(crate) fn stop(&mut self, signal: Signal, grace: Duration) -> Option<ExitStatus> {
+        let mut child = self.child.take()?;
+        stop_child(&mut child, signal, grace);
+        let done = if signal == Signal::SIGKILL {
+            "killed"
+        } else {
+            "stopped"
+        };
+        crate::announce(&format!("{done} {} pid {}", self.name, child.id()));
+        child.try_wait().ok().flatten()
+    }
+
+    /// Forgets the process without stopping it (dropping a `Child` neither kills nor waits
+    /// for it); returns its pid, by which the caller stops it.
+    pub(crate) fn detach(&mut self) -> Option<u32> {
+        self.child.take().map(|c| c.id())
+    }
 }
 
 #[cfg(test)]

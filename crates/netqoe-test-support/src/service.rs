@@ -6,13 +6,13 @@ use std::ffi::OsString;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use nix::sys::signal::Signal;
 
-use crate::process::{log_tail, stop_child};
+use crate::process::{log_tail, Running};
 
 /// The path of the workspace binary `name` (`netqoe-ingest`, …) of the running build: the
 /// profile directory above the test or tool executable (`target/debug/deps/x` →
@@ -52,7 +52,7 @@ pub struct Service {
     log: PathBuf,
     /// Runs in a process group of its own (see [`Service::spawn_daemon`]).
     own_group: bool,
-    child: Option<Child>,
+    process: Running,
 }
 
 impl Service {
@@ -109,7 +109,7 @@ impl Service {
                 .collect(),
             log: log.to_path_buf(),
             own_group,
-            child: None,
+            process: Running::new(name),
         };
         service.start()?;
         Ok(service)
@@ -118,10 +118,7 @@ impl Service {
     /// Leaves the process running past this handle (nothing stops it on drop) and returns its
     /// process id; the caller stops it by pid.
     pub fn detach(mut self) -> Option<u32> {
-        let pid = self.pid();
-        // Dropping a `Child` neither kills nor waits for it.
-        self.child.take();
-        pid
+        self.process.detach()
     }
 
     fn start(&mut self) -> Result<()> {
@@ -151,13 +148,13 @@ impl Service {
             child.id(),
             self.log.display()
         ));
-        self.child = Some(child);
+        self.process.started(child);
         Ok(())
     }
 
     /// The process id while it runs.
     pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(Child::id)
+        self.process.pid()
     }
 
     /// Where its output goes.
@@ -174,7 +171,7 @@ impl Service {
     pub fn wait_ready(&mut self, addr: SocketAddr, path: &str, limit: Duration) -> Result<()> {
         let deadline = Instant::now() + limit;
         loop {
-            if let Some(child) = self.child.as_mut() {
+            if let Some(child) = self.process.child_mut() {
                 if let Some(status) = child.try_wait().context("poll child")? {
                     bail!(
                         "{} exited with {status} before becoming ready; log tail:\n{}",
@@ -199,32 +196,23 @@ impl Service {
 
     /// Whether it has exited (and with what), without waiting.
     pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
-        self.child
-            .as_mut()
-            .and_then(|c| c.try_wait().ok().flatten())
+        let child = self.process.child_mut()?;
+        child.try_wait().ok().flatten()
     }
 
     /// SIGTERM, waiting up to `grace` before SIGKILL; returns the exit status.
     pub fn stop(&mut self, grace: Duration) -> Option<std::process::ExitStatus> {
-        let mut child = self.child.take()?;
-        stop_child(&mut child, Signal::SIGTERM, grace);
-        crate::announce(&format!("stopped {} pid {}", self.name, child.id()));
-        child.try_wait().ok().flatten()
+        self.process.stop(Signal::SIGTERM, grace)
     }
 
     /// SIGKILL, as a crash.
     pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            stop_child(&mut child, Signal::SIGKILL, Duration::from_secs(5));
-            crate::announce(&format!("killed {} pid {}", self.name, child.id()));
-        }
+        self.process.stop(Signal::SIGKILL, Duration::from_secs(5));
     }
 
     /// Starts it again with the same arguments (after `stop` or `kill`).
     pub fn restart(&mut self) -> Result<()> {
-        if self.child.is_some() {
-            self.stop(Duration::from_secs(10));
-        }
+        self.stop(Duration::from_secs(10));
         self.start()
     }
 }
