@@ -26,6 +26,11 @@ pub async fn main(mut cli: Cli) -> Result<(), Failure> {
 /// Installs the metrics recorder, binds `--metrics-listen`, opens a lazy pool (Postgres may
 /// be down at start) and consumes until SIGTERM.
 async fn run(cli: &Cli) -> Result<(), Failure> {
+    // The NATS client connects in the background (NATS may be down at start): only a URL
+    // that cannot be used stops the start.
+    netqoe_nats::server_addrs(&cli.nats.nats_url)
+        .context("--nats-url / NATS_URL cannot be used")
+        .map_err(Failure::Config)?;
     let handle = netqoe_common::metrics_http::install_recorder().map_err(Failure::Failed)?;
     let addr = cli.run.metrics_listen;
     let listener = tokio::net::TcpListener::bind(addr)

@@ -15,6 +15,9 @@ pub const CONFIG: u8 = 3;
 /// A dependency (NATS, Postgres, a listening address) could not be reached, bound or
 /// provisioned at start.
 pub const UNAVAILABLE: u8 = 4;
+/// Ran, but a score it checks was below its threshold (the diagnoser's `evaluate`, the
+/// demo's `up`).
+pub const BELOW_THRESHOLD: u8 = 5;
 
 /// Why a binary stopped with an error; [`Failure::exit_code`] is the code it exits with.
 #[derive(Debug, thiserror::Error)]

@@ -15,7 +15,7 @@ fn main() -> ExitCode {
                     ExitCode::SUCCESS
                 } else {
                     eprintln!("netqoe-demo: the diagnoser's scores are below their thresholds");
-                    ExitCode::from(5)
+                    ExitCode::from(netqoe_common::exit::BELOW_THRESHOLD)
                 }
             }
             Err(error) => {

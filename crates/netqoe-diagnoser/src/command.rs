@@ -18,9 +18,6 @@ pub async fn main(cli: Cli) -> Result<u8, Failure> {
     }
 }
 
-/// Exit code of `evaluate` when a score is below its threshold.
-const BELOW_THRESHOLD: u8 = 5;
-
 type Outcome = Result<u8, Failure>;
 
 async fn connect(url: &str) -> Result<sqlx::PgPool, Failure> {
@@ -70,5 +67,9 @@ async fn evaluate(url: &str, args: EvaluateArgs) -> Outcome {
     let passed = crate::evaluate::run(&pool, &args)
         .await
         .map_err(|e| Failure::Failed(e.into()))?;
-    Ok(if passed { exit::OK } else { BELOW_THRESHOLD })
+    Ok(if passed {
+        exit::OK
+    } else {
+        exit::BELOW_THRESHOLD
+    })
 }

@@ -78,10 +78,12 @@ pub async fn run(
     } else {
         tracing::warn!("authentication is disabled (--insecure-no-auth): anyone can submit events");
     }
+    // The client connects in the background (NATS may be down at start); what fails here is
+    // a URL or option that cannot be used.
     let client = netqoe_nats::connect(&settings.nats_url, "netqoe-ingest", false)
         .await
-        .context("failed to set up the NATS client")
-        .map_err(Failure::Unavailable)?;
+        .context("failed to set up the NATS client (--nats-url / NATS_URL)")
+        .map_err(Failure::Config)?;
     let publisher = publish::Publisher::new(
         client,
         settings.ack_timeout,

@@ -15,11 +15,7 @@ async fn main() -> ExitCode {
         return ExitCode::from(exit::USAGE);
     }
     let shutdown = netqoe_common::shutdown_token();
-    match netqoe_lab::run(cli.lab, cli.metrics_listen, shutdown).await {
-        Ok(()) => ExitCode::from(exit::OK),
-        Err(e) => {
-            tracing::error!(error = format!("{e:#}"), "lab failed");
-            ExitCode::from(exit::UNAVAILABLE)
-        }
-    }
+    // What fails is binding its ports or its metrics address.
+    let result = netqoe_lab::run(cli.lab, cli.metrics_listen, shutdown).await;
+    exit::exit_with("netqoe-lab", result.map_err(exit::Failure::Unavailable))
 }

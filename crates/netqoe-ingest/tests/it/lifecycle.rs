@@ -107,7 +107,7 @@ fn exit_code(child: &mut Child) -> Option<i32> {
 }
 
 #[test]
-fn the_binary_refuses_an_empty_tokens_file_and_unadmittable_batches() {
+fn the_binary_refuses_an_empty_tokens_file_unadmittable_batches_and_a_bad_nats_url() {
     let dir = tempfile::tempdir().unwrap();
     let tokens = dir.path().join("tokens.toml");
     let log = dir.path().join("ingest.log");
@@ -143,6 +143,15 @@ fn the_binary_refuses_an_empty_tokens_file_and_unadmittable_batches() {
         text.contains("--max-batch 1000") && text.contains("--burst 400"),
         "{text}"
     );
+
+    let mut child = spawn_ingest(
+        &[&listen[..], &["--tokens-file", tokens.to_str().unwrap()]].concat(),
+        "nats://127.0.0.1:notaport",
+        &log,
+    );
+    assert_eq!(exit_code(&mut child), Some(3));
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("NATS_URL"), "{text}");
 }
 
 async fn post_status(http: &reqwest::Client, url: &str, token: &str) -> u16 {
