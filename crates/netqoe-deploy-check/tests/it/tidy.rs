@@ -1,10 +1,14 @@
 //! The workspace stays easy to walk: every Rust file says what it is for in a `//!` line,
-//! no file's code (before its unit tests) runs past 500 lines, and docs/metrics.md lists
-//! exactly the metrics the crates declare.
+//! no file's code (before its unit tests) runs past 500 lines, docs/metrics.md lists
+//! exactly the metrics the crates declare, and every variable the docs name is one the code
+//! reads.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use netqoe_deploy_check::{declared_metrics, documented_metrics, repo_root};
+use netqoe_deploy_check::{
+    binary_env_vars, declared_metrics, documented_metrics, env_names_in, repo_root,
+};
 
 /// Longest a file's code may be, not counting its `#[cfg(test)]` module at the end.
 const MAX_LINES: usize = 500;
@@ -81,4 +85,43 @@ fn docs_metrics_lists_exactly_the_declared_metrics() {
         gone.is_empty(),
         "listed in docs/metrics.md but declared by no crate's metrics.rs: {gone:?}"
     );
+}
+
+/// Every `NETQOE_*` (and `NATS_URL`, `DATABASE_URL`) variable named in the docs is one a crate
+/// reads: a clap `env = "…"`, a shared argument block, or a variable a library reads itself.
+#[test]
+fn every_variable_the_docs_name_is_read_by_the_code() {
+    let mut read = BTreeSet::new();
+    for entry in std::fs::read_dir(repo_root().join("crates")).unwrap() {
+        let dir = entry.unwrap().file_name().to_string_lossy().to_string();
+        let binary = dir.strip_prefix("netqoe-").unwrap_or(&dir).to_string();
+        read.extend(binary_env_vars(&binary).unwrap().unwrap_or_default());
+    }
+    // Read with std::env::var rather than clap: a quoted literal in some crate's source.
+    let sources: String = files().into_iter().map(|(_, text)| text).collect();
+    let mut stale = Vec::new();
+    for doc in [
+        "README.md",
+        "docs/operations.md",
+        "docs/api.md",
+        "docs/ARCHITECTURE.md",
+    ] {
+        let text = read_doc(doc);
+        for name in env_names_in(&text) {
+            // `NETQOE_<BINARY>_*` and the like name a family, not a variable.
+            let family = name.ends_with('_');
+            let known = read.contains(&name) || sources.contains(&format!("\"{name}\""));
+            if !family && !known {
+                stale.push(format!("{doc}: {name}"));
+            }
+        }
+    }
+    assert!(
+        stale.is_empty(),
+        "the docs name variables no crate reads (renamed or removed?): {stale:#?}"
+    );
+}
+
+fn read_doc(rel: &str) -> String {
+    netqoe_deploy_check::read(rel).unwrap()
 }
